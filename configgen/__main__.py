@@ -1,0 +1,3 @@
+from configgen.cli import main
+
+raise SystemExit(main())

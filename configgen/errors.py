@@ -1,0 +1,19 @@
+"""The two ways a command can fail, each with its exit code (see `configgen --help`)."""
+
+
+class ConfiggenError(Exception):
+    """A problem to report to the user as one line, without a traceback."""
+
+    exit_code = 2
+
+
+class UsageError(ConfiggenError):
+    """Bad input: a wrong argument, stack file, htpasswd file or password. Exit code 2."""
+
+    exit_code = 2
+
+
+class CheckFailed(ConfiggenError):
+    """A check found problems (drift, a wrong password, an invalid bundle). Exit code 1."""
+
+    exit_code = 1
