@@ -1,0 +1,126 @@
+"""`configgen init`: the service secrets, generated once and never overwritten.
+
+Each secret is a file in the secrets folder (0700) with mode 0600; `.env` in the project
+folder (0600 too) repeats them for compose's variable substitution. A value can be given
+instead of generated through the environment, as the official database images allow: `NAME`
+or `NAME_FILE` (a path to a file holding it).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from configgen.errors import UsageError
+from configgen.fileio import atomic_write, create_exclusive
+from configgen.stack import Project
+
+FOLDER_MODE = 0o700
+FILE_MODE = 0o600
+_ALPHABET = string.ascii_letters + string.digits  # safe unquoted in URIs, shells and .env
+
+
+@dataclass(frozen=True)
+class Secret:
+    file: str  # name inside the secrets folder
+    variable: str  # name in .env and in the environment
+    description: str
+    length: int = 32
+
+
+SECRETS = (
+    Secret("mysql_root_password", "MYSQL_ROOT_PASSWORD", "database root password"),
+    Secret("mysql_password", "MYSQL_PASSWORD", "database password of the mlflow user"),
+    Secret("s3_access_key", "S3_ACCESS_KEY", "object-store access key", 20),
+    Secret("s3_secret_key", "S3_SECRET_KEY", "object-store secret key", 40),
+)
+
+
+def generate(length: int) -> str:
+    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+def from_environment(secret: Secret, environ: Mapping[str, str]) -> str | None:
+    """A value given through `VARIABLE` or `VARIABLE_FILE`, as the docker-library images do."""
+    name, file_name = secret.variable, f"{secret.variable}_FILE"
+    if name in environ and file_name in environ:
+        raise UsageError(f"both {name} and {file_name} are set; unset one of them")
+    if file_name in environ:
+        try:
+            value = Path(environ[file_name]).read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as err:
+            reason = getattr(err, "strerror", None) or "not UTF-8 text"
+            raise UsageError(f"{file_name}: cannot read {environ[file_name]} ({reason})") from None
+    elif name in environ:
+        value = environ[name]
+    else:
+        return None
+    if not value or any(c.isspace() for c in value):
+        raise UsageError(f"{name}: must be non-empty, without whitespace")
+    return value
+
+
+def _tighten(path: Path, mode: int, shown: str, report: list[str]) -> None:
+    current = stat.S_IMODE(path.stat().st_mode)
+    if current & ~mode:
+        path.chmod(mode)
+        report.append(f"tightened {shown} from {current:04o} to {mode:04o}")
+
+
+def _env_lines(path: Path) -> dict[str, str]:
+    """The KEY=value lines of an existing .env (comments and other lines are kept as they are)."""
+    if not path.exists():
+        return {}
+    values = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not key.lstrip().startswith("#"):
+            values[key.strip()] = value
+    return values
+
+
+def init(project: Project, environ: Mapping[str, str] = os.environ) -> list[str]:
+    """Create what is missing; return one line per change (empty when nothing changed)."""
+    report: list[str] = []
+    folder = project.secrets_dir
+    shown_folder = project.relative(folder)
+    missing = [s for s in SECRETS if not (folder / s.file).exists()]
+    # Every value given through the environment is read before anything is written.
+    given = {s.file: from_environment(s, environ) for s in missing}
+
+    if not folder.exists():
+        folder.mkdir(mode=FOLDER_MODE, parents=True)
+        report.append(f"created {shown_folder}/ (mode {FOLDER_MODE:04o})")
+    _tighten(folder, FOLDER_MODE, f"{shown_folder}/", report)
+    for secret in missing:
+        path = folder / secret.file
+        value = given[secret.file] or generate(secret.length)
+        if create_exclusive(path, value.encode() + b"\n", FILE_MODE):
+            origin = f"from ${secret.variable}" if given[secret.file] else "generated"
+            report.append(f"created {project.relative(path)} ({secret.description}, {origin})")
+    values = {}
+    for secret in SECRETS:
+        path = folder / secret.file
+        _tighten(path, FILE_MODE, project.relative(path), report)
+        values[secret.variable] = path.read_text(encoding="utf-8").strip()
+
+    env_path = project.root / ".env"
+    existing = _env_lines(env_path)
+    wanted = {"COMPOSE_PROJECT_NAME": project.stack.name, **values}
+    to_add = {key: value for key, value in wanted.items() if key not in existing}
+    if to_add:
+        if env_path.exists():
+            old = env_path.read_text(encoding="utf-8")
+            old += "" if old.endswith("\n") or not old else "\n"
+        else:
+            old = f"# Generated by `configgen init` from {shown_folder}/; never commit it.\n"
+        new = old + "".join(f"{key}={value}\n" for key, value in to_add.items())
+        atomic_write(env_path, new.encode(), FILE_MODE)
+        report.append(f"wrote {', '.join(to_add)} to {project.relative(env_path)}")
+    _tighten(env_path, FILE_MODE, project.relative(env_path), report)
+    return report
