@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian 12 / Ubuntu machine with Python 3.11+:
+# installs what the tests drive (real nginx, Apache's htpasswd), makes .venv, then runs
+# ruff, the drift check and pytest. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export PATH="$PATH:/usr/sbin:/sbin"  # nginx lives in /usr/sbin
+missing=()
+command -v nginx >/dev/null || missing+=(nginx)
+command -v htpasswd >/dev/null || missing+=(apache2-utils)
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "tests/run.sh: installing ${missing[*]}"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+fi
+
+python3 -m venv .venv
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --editable '.[test]'
+export PATH="$PWD/.venv/bin:$PATH"
+
+ruff check .
+configgen render --check
+pytest "$@"
