@@ -30,6 +30,15 @@ def locked(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def make_private_dirs(folder: Path, mode: int = 0o700) -> list[Path]:
+    """Create `folder` and any missing parents with `mode` (mkdir(parents=True) would give the
+    parents the default mode); return the folders created, outermost first."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()][::-1]
+    for path in missing:
+        path.mkdir(mode=mode)
+    return missing
+
+
 def _write_temp(path: Path, data: bytes, mode: int) -> str:
     """Write `data` to a new temp file beside `path`, synced to disk; return its name."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -14,7 +14,7 @@ from pathlib import Path
 from passlib.apache import HtpasswdFile, htpasswd_context
 
 from configgen.errors import UsageError
-from configgen.fileio import atomic_write, locked
+from configgen.fileio import atomic_write, locked, make_private_dirs
 
 MAX_NAME_BYTES = 64
 BCRYPT_MAX_BYTES = 72  # bcrypt ignores (bcrypt 5: refuses) anything longer
@@ -139,8 +139,7 @@ def check_can_change(path: Path, name: str) -> None:
 def add(path: Path, name: str, hashed: str) -> None:
     """Add a user with a hash from `hash_password` (computed outside the lock: it is slow)."""
     check_name(name)
-    if not path.parent.exists():
-        path.parent.mkdir(mode=FOLDER_MODE, parents=True)
+    make_private_dirs(path.parent, FOLDER_MODE)
     with locked(path):
         users = _load_or_new(path)
         _refuse_existing(users, name, path)

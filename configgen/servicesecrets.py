@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from configgen.errors import UsageError
-from configgen.fileio import atomic_write, create_exclusive
+from configgen.fileio import atomic_write, create_exclusive, make_private_dirs
 from configgen.stack import Project
 
 FOLDER_MODE = 0o700
@@ -93,9 +93,8 @@ def init(project: Project, environ: Mapping[str, str] = os.environ) -> list[str]
     # Every value given through the environment is read before anything is written.
     given = {s.file: from_environment(s, environ) for s in missing}
 
-    if not folder.exists():
-        folder.mkdir(mode=FOLDER_MODE, parents=True)
-        report.append(f"created {shown_folder}/ (mode {FOLDER_MODE:04o})")
+    for created in make_private_dirs(folder, FOLDER_MODE):
+        report.append(f"created {project.relative(created)}/ (mode {FOLDER_MODE:04o})")
     _tighten(folder, FOLDER_MODE, f"{shown_folder}/", report)
     for secret in missing:
         path = folder / secret.file

@@ -42,6 +42,7 @@ def test_add_writes_a_bcrypt_entry_apache_accepts(configgen: Configgen, project:
     assert PASSWORD not in line
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.parent.parent.stat().st_mode) == 0o700  # secrets/ too
     assert apache_accepts(path, "alice", PASSWORD)
     assert not apache_accepts(path, "alice", PASSWORD + "!")
 
