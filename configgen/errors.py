@@ -2,9 +2,16 @@
 
 
 class ConfiggenError(Exception):
-    """A problem to report to the user as one line, without a traceback."""
+    """A problem to report to the user as one line, without a traceback.
+
+    `details` are lines printed before it, such as the end of a failed process's log.
+    """
 
     exit_code = 2
+
+    def __init__(self, message: str, details: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.details = details or []
 
 
 class UsageError(ConfiggenError):
@@ -15,5 +22,11 @@ class UsageError(ConfiggenError):
 
 class CheckFailed(ConfiggenError):
     """A check found problems (drift, a wrong password, an invalid bundle). Exit code 1."""
+
+    exit_code = 1
+
+
+class StackFailed(ConfiggenError):
+    """The stack could not start, or stopped working. Exit code 1."""
 
     exit_code = 1

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from configgen.envvars import file_env
 from configgen.errors import UsageError
 from configgen.fileio import atomic_write, create_exclusive, make_private_dirs
 from configgen.stack import Project
@@ -46,22 +47,10 @@ def generate(length: int) -> str:
 
 
 def from_environment(secret: Secret, environ: Mapping[str, str]) -> str | None:
-    """A value given through `VARIABLE` or `VARIABLE_FILE`, as the docker-library images do."""
-    name, file_name = secret.variable, f"{secret.variable}_FILE"
-    if name in environ and file_name in environ:
-        raise UsageError(f"both {name} and {file_name} are set; unset one of them")
-    if file_name in environ:
-        try:
-            value = Path(environ[file_name]).read_text(encoding="utf-8").rstrip("\r\n")
-        except (OSError, UnicodeDecodeError) as err:
-            reason = getattr(err, "strerror", None) or "not UTF-8 text"
-            raise UsageError(f"{file_name}: cannot read {environ[file_name]} ({reason})") from None
-    elif name in environ:
-        value = environ[name]
-    else:
-        return None
-    if not value or any(c.isspace() for c in value):
-        raise UsageError(f"{name}: must be non-empty, without whitespace")
+    """A value given as `VARIABLE` or `VARIABLE_FILE` instead of generated."""
+    value = file_env(secret.variable, environ)
+    if value is not None and (not value or any(c.isspace() for c in value)):
+        raise UsageError(f"{secret.variable}: must be non-empty, without whitespace")
     return value
 
 
