@@ -23,6 +23,7 @@ DEFAULT_STACK = Path("stack") / "stack.yaml"
 STACK_ENV = "CONFIGGEN_STACK"
 
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
+_ENDPOINT_HOST = rf"(?i:{_LABEL}(\.{_LABEL})*|\[[0-9a-f:]+\])"
 
 
 def _check_host(host: str) -> str | None:
@@ -183,9 +184,15 @@ class MLflow:
 
 @dataclass(frozen=True)
 class ObjectStore:
-    """The bundled S3 object store (compose runner)."""
+    """The S3 object store: the bundled one (compose), or one of yours (`endpoint`)."""
 
     bucket: str = setting("mlflow", Text(BUCKET_RE, "an S3 bucket name (3-63 of a-z 0-9 . -)"))
+    endpoint: str = setting(
+        "", Text(rf"|https?://{_ENDPOINT_HOST}(:[0-9]{{1,5}})?/?", "an http(s)://HOST[:PORT] URL")
+    )
+    region: str = setting(
+        "us-east-1", Text(r"[a-z]{2}(-[a-z]+)+-[0-9]+", "a region such as us-east-1")
+    )
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,47 @@
+"""Make sure the artifact bucket exists: MLflow does not create it, and the first
+`log_artifact` would fail with NoSuchBucket. Any S3 API will do (the `minio` SDK is generic)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from configgen.errors import StackFailed
+from configgen.stores import S3
+
+# Answers meaning someone (maybe a concurrent start) created it first: fine.
+_ALREADY_THERE = {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}
+
+
+def ensure_bucket(s3: S3) -> bool:
+    """Create the bucket unless it exists; return whether it was created."""
+    import urllib3
+    from minio import Minio
+    from minio.error import S3Error
+
+    url = urlsplit(s3.endpoint)
+    client = Minio(
+        url.netloc,
+        access_key=s3.access_key,
+        secret_key=s3.secret_key,
+        secure=url.scheme == "https",
+        region=s3.region,
+        # Fail in seconds, not after minio's default minutes of retries, when nothing listens.
+        http_client=urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=5, read=30), retries=urllib3.Retry(total=2)
+        ),
+    )
+    try:
+        if client.bucket_exists(s3.bucket):
+            return False
+        client.make_bucket(s3.bucket)
+    except S3Error as err:
+        if err.code in _ALREADY_THERE:
+            return False
+        raise StackFailed(
+            f"object store {s3.endpoint}: bucket {s3.bucket}: {err.code}: {err.message}"
+        ) from None
+    except urllib3.exceptions.HTTPError as err:
+        raise StackFailed(
+            f"object store {s3.endpoint} is unreachable ({err.__class__.__name__})"
+        ) from None
+    return True

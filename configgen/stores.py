@@ -1,0 +1,101 @@
+"""Where the local runner's MLflow keeps metadata and artifacts, and the credentials it needs.
+
+`bundled` stores live in the data folder (SQLite, an artifacts folder). Other stores come from
+the stack file, with their secrets from the environment or `configgen init`'s files, never
+from the stack file itself:
+
+- `MLFLOW_BACKEND_URI` (or `_FILE`) replaces `mlflow.backend_store` entirely;
+- `MLFLOW_DB_PASSWORD` (or `_FILE`) is the password of the database URI's user;
+- `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`, else `secrets/s3_access_key` and
+  `secrets/s3_secret_key`, are the object store's keys when `object_store.endpoint` is set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from configgen.envvars import file_env
+from configgen.errors import UsageError
+from configgen.stack import Project
+
+
+def backend_uri(project: Project, data_dir: Path, environ: Mapping[str, str]) -> str:
+    """The database URI for `mlflow server --backend-store-uri`."""
+    given = file_env("MLFLOW_BACKEND_URI", environ)
+    if given:
+        return given
+    store = project.stack.mlflow.backend_store
+    if store == "bundled":
+        return f"sqlite:///{(data_dir / 'mlflow.db').resolve()}"
+    password = file_env("MLFLOW_DB_PASSWORD", environ)
+    parts = urlsplit(store)
+    if password is None:
+        return store
+    if not parts.username:
+        raise UsageError(
+            "MLFLOW_DB_PASSWORD is set but mlflow.backend_store names no user; "
+            "write it as SCHEME://USER@HOST/DATABASE"
+        )
+    netloc = f"{parts.username}:{quote(password, safe='')}@{parts.hostname}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def artifact_destination(project: Project, data_dir: Path) -> str:
+    """The URI for `mlflow server --artifacts-destination`."""
+    destination = project.stack.mlflow.artifact_destination
+    if destination == "bundled":
+        return (data_dir / "artifacts").resolve().as_uri()
+    return destination
+
+
+@dataclass(frozen=True)
+class S3:
+    """A self-hosted S3 endpoint the artifacts go to, and the bucket to make sure of."""
+
+    endpoint: str
+    region: str
+    bucket: str
+    access_key: str
+    secret_key: str
+
+    def environment(self) -> dict[str, str]:
+        """What boto3 inside `mlflow server` needs to reach it."""
+        return {
+            "MLFLOW_S3_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": self.region,
+        }
+
+
+def _key(project: Project, variable: str, secret_file: str, environ: Mapping[str, str]) -> str:
+    value = file_env(variable, environ)
+    if value:
+        return value
+    path = project.secrets_dir / secret_file
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise UsageError(
+            f"object_store.endpoint is set but there is no {variable} and no "
+            f"{project.relative(path)}; run `configgen init`"
+        ) from None
+
+
+def self_hosted_s3(project: Project, destination: str, environ: Mapping[str, str]) -> S3 | None:
+    """The S3 endpoint for `destination`, when it is an s3:// URI on `object_store.endpoint`."""
+    store = project.stack.object_store
+    if not store.endpoint or urlsplit(destination).scheme != "s3":
+        return None
+    return S3(
+        endpoint=store.endpoint.rstrip("/"),
+        region=store.region,
+        bucket=urlsplit(destination).netloc,
+        access_key=_key(project, "AWS_ACCESS_KEY_ID", "s3_access_key", environ),
+        secret_key=_key(project, "AWS_SECRET_ACCESS_KEY", "s3_secret_key", environ),
+    )
