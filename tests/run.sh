@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh Debian 12 / Ubuntu machine with Python 3.11+:
-# installs what the tests drive (real nginx, Apache's htpasswd), makes .venv, then runs
-# ruff, the drift check and pytest. Extra arguments go to pytest.
+# The whole test suite, from a fresh Debian 12 machine with Python 3.11+: installs what the
+# tests drive (nginx, Apache's htpasswd, MariaDB, Chromium) when missing, makes .venv with
+# the package and its test dependencies (MLflow, moto, Playwright), then runs ruff, the drift
+# check and pytest. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,8 @@ export PATH="$PATH:/usr/sbin:/sbin"  # nginx lives in /usr/sbin
 missing=()
 command -v nginx >/dev/null || missing+=(nginx)
 command -v htpasswd >/dev/null || missing+=(apache2-utils)
+command -v mariadbd >/dev/null || missing+=(mariadb-server)
+command -v chromium >/dev/null || missing+=(chromium)
 if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

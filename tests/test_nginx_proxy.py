@@ -81,7 +81,9 @@ def proxy(project: Path, tmp_path_factory) -> Iterator[dict]:
     (conf / "secrets").symlink_to(project / "secrets" / "nginx")
     port = free_port()
     loaded = stack.read(stack_file)
-    runtime = nginx.local_runtime(conf, f"127.0.0.1:{port}", f"127.0.0.1:{upstream.server_port}")
+    runtime = nginx.local_runtime(
+        conf, conf / "logs", f"127.0.0.1:{port}", f"127.0.0.1:{upstream.server_port}"
+    )
     files = render.nginx_outputs(loaded, runtime, ".")
     render.write(render.render(loaded, files), conf)
 

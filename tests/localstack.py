@@ -1,0 +1,103 @@
+"""Start and stop real stacks with `configgen up --detach`, for the end-to-end tests."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import os
+import re
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.support import REPO, clean_env, run_configgen
+
+ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", REPO / "test-artifacts"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LocalStack:
+    project: Path
+    data: Path
+    port: int
+    user: str
+    password: str
+    env: dict[str, str]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def configgen(self, *args: str, stdin: str | None = None):
+        return run_configgen(*args, cwd=self.project, stdin=stdin, env=self.env)
+
+    def request(
+        self,
+        path: str,
+        auth: tuple[str, str] | None = None,
+        host: str | None = None,
+        method: str = "GET",
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One HTTP request through nginx; returns status, headers and body."""
+        headers = {"Host": host or f"127.0.0.1:{self.port}"}
+        if auth:
+            token = base64.b64encode(":".join(auth).encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request(method, path, headers=headers)
+            response = conn.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            conn.close()
+
+    @property
+    def credentials(self) -> tuple[str, str]:
+        return self.user, self.password
+
+
+@contextmanager
+def local_stack(project: Path, stack_yaml: str, **env: str) -> Iterator[LocalStack]:
+    """A stack from `configgen up --detach` in `project`, stopped (and checked) afterwards."""
+    (project / "stack").mkdir(exist_ok=True)
+    (project / "stack" / "stack.yaml").write_text(stack_yaml)
+    environment = clean_env(**env)
+    port = free_port()
+    data = project / "data"
+    done = run_configgen("up", "--detach", "--port", str(port), cwd=project, env=environment)
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = re.search(r"created the first user: (\S+), password: (\S+)", done.stdout)
+    assert found, done.stdout
+    stack = LocalStack(project, data, port, found[1], found[2], environment)
+    try:
+        yield stack
+    finally:
+        down = run_configgen("down", cwd=project, env=environment)
+        assert down.returncode == 0, down.stderr
+        assert "stopped the stack" in down.stdout
+
+
+@contextmanager
+def mlflow_client_env(stack: LocalStack, user: str | None = None, password: str | None = None):
+    """Point the MLflow client (in this process) at `stack` through the environment."""
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME",
+                                            "MLFLOW_TRACKING_PASSWORD")}  # fmt: skip
+    os.environ["MLFLOW_TRACKING_URI"] = stack.url
+    os.environ["MLFLOW_TRACKING_USERNAME"] = user or stack.user
+    os.environ["MLFLOW_TRACKING_PASSWORD"] = password or stack.password
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

