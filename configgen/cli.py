@@ -104,7 +104,7 @@ def cmd_up(args: argparse.Namespace) -> None:
     if password:
         _say(
             f"created the first user: {local.FIRST_USER}, password: {password}\n"
-            "  (shown this once: only its bcrypt hash is stored; add more users with "
+            "  (shown only now: just its bcrypt hash is stored; add more users with "
             "`configgen htpasswd user add NAME`)"
         )
     options = {"host": args.host, "port": port, "timeout": args.timeout, "environ": os.environ}

@@ -63,21 +63,24 @@ class DataDir:
         for folder in (self.root, self.logs, self.nginx, self.nginx / "tmp"):
             make_private_dirs(folder)
 
+    def already_running(self, pid: int | None) -> StackFailed:
+        return StackFailed(
+            f"a stack is already running from {self.root} (pid {pid}); "
+            f"stop it with `configgen down --data {self.root}`"
+        )
+
     @contextmanager
-    def lock(self) -> Iterator[int]:
+    def lock(self) -> Iterator[None]:
         """Hold `up.pid` locked, with this process's pid in it, or fail if a stack runs."""
         fd = os.open(self.pid_file, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise StackFailed(
-                    f"a stack is already running from {self.root} (pid {self.running_pid()}); "
-                    f"stop it with `configgen down --data {self.root}`"
-                ) from None
+                raise self.already_running(self.running_pid()) from None
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
-            yield fd
+            yield
         finally:
             os.close(fd)
 
@@ -241,10 +244,10 @@ def _wait_healthy(
             )
         now = time.monotonic()
         if now - started > timeout:
-            slowest = supervisor.services[0]
+            mlflow = supervisor.services[0]
             raise StackFailed(
-                f"no answer from {base_url}/health after {timeout:.0f} s (log: {slowest.log})",
-                [f"last lines of {slowest.log}:", *slowest.last_lines()],
+                f"no answer from {base_url}/health after {timeout:.0f} s (log: {mlflow.log})",
+                [f"last lines of {mlflow.log}:", *mlflow.last_lines()],
             )
         if now >= next_note:
             say(f"waiting for MLflow to answer {base_url}/health ({now - started:.0f} s)")
@@ -305,10 +308,7 @@ def start_detached(
     """Run the supervisor in the background; return the URL once it is healthy."""
     pid = data.running_pid()
     if pid is not None:
-        raise StackFailed(
-            f"a stack is already running from {data.root} (pid {pid}); "
-            f"stop it with `configgen down --data {data.root}`"
-        )
+        raise data.already_running(pid)
     check_port_free(host, port)
     log = data.logs / "up.log"
     argv = [
@@ -324,7 +324,7 @@ def start_detached(
     base_url = url(host, port)
     say(f"starting in the background (pid {child.pid}, log: {log})")
     try:
-        # The child gives up after `timeout` itself; the margin covers its own start-up.
+        # The child gives up by itself after `timeout`, and exits.
         while child.poll() is None and not healthy(base_url):
             time.sleep(0.25)
     except KeyboardInterrupt:
