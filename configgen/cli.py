@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from configgen import __version__, htpasswd, local, prompt, render, servicesecrets, stack
+from configgen import __version__, compose, htpasswd, local, prompt, render, servicesecrets, stack
 from configgen.errors import CheckFailed, ConfiggenError, UsageError
 
 EXIT_CODES = "exit codes: 0 success, 1 a check found problems, 2 bad input or usage"
@@ -43,7 +43,7 @@ def cmd_init(args: argparse.Namespace) -> None:
     for line in report:
         print(line)
     if not report:
-        print("nothing to do: every secret already exists and .env lists them all")
+        print("nothing to do: every secret already exists")
     if not project.htpasswd.exists():
         print("next: add the first user with `configgen htpasswd user add NAME`")
 
@@ -154,14 +154,20 @@ def _new_password(args: argparse.Namespace, settings: stack.Stack) -> str:
 
 
 def _reload(args: argparse.Namespace) -> None:
-    """With --reload, make the running nginx take the change at once."""
+    """With --reload, make the running nginx (local and compose) take the change at once."""
     if not args.reload:
         return
     data = local.DataDir(Path(args.data))
+    reloaded = False
     if local.reload_nginx(data):
         print(f"reloaded the nginx of the stack running from {data.root}")
-    else:
-        print(f"no stack is running from {data.root}: nothing to reload")
+        reloaded = True
+    project = stack.find(args.stack) if stack.discover(args.stack) else None
+    for name in compose.reload_nginx(project) if project else []:
+        print(f"reloaded the nginx container {name}")
+        reloaded = True
+    if not reloaded:
+        print(f"no stack is running from {data.root} nor in Docker: nothing to reload")
 
 
 def cmd_user_add(args: argparse.Namespace) -> None:
@@ -276,10 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
     _subcommand(
         commands,
         "init",
-        "create the service secrets and .env (idempotent)",
+        "create the service secrets (idempotent)",
         cmd_init,
         "Create the secrets folder (0700) with generated service secrets (database root and "
-        "user passwords, object-store keys), each in a 0600 file, and a .env for compose. "
+        "user passwords, object-store keys), each in a 0600 file. "
         "Existing secrets are never overwritten. Set NAME or NAME_FILE in the environment "
         "(e.g. MYSQL_PASSWORD_FILE) to supply a value instead of generating it.",
     )
