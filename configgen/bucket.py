@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from urllib.parse import urlsplit
 
 from configgen.errors import StackFailed
@@ -45,3 +46,43 @@ def ensure_bucket(s3: S3) -> bool:
             f"object store {s3.endpoint} is unreachable ({err.__class__.__name__})"
         ) from None
     return True
+
+
+def main() -> int:
+    """The compose stack's one-shot bucket job: make the artifact bucket, retrying while the
+    object store starts. Settings from the environment, as the MLflow container gets them."""
+    import os
+
+    from configgen.envvars import file_env
+    from configgen.errors import ConfiggenError
+
+    try:
+        destination = os.environ.get("MLFLOW_ARTIFACTS_DESTINATION", "")
+        if not destination.startswith("s3://"):
+            raise StackFailed(f"MLFLOW_ARTIFACTS_DESTINATION is not an s3:// URI: {destination!r}")
+        s3 = S3(
+            endpoint=os.environ.get("MLFLOW_S3_ENDPOINT_URL", "https://s3.amazonaws.com"),
+            region=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+            bucket=urlsplit(destination).netloc,
+            access_key=file_env("AWS_ACCESS_KEY_ID") or "",
+            secret_key=file_env("AWS_SECRET_ACCESS_KEY") or "",
+        )
+        deadline = time.monotonic() + float(os.environ.get("BUCKET_WAIT_SECONDS", "120"))
+        while True:
+            try:
+                created = ensure_bucket(s3)
+                break
+            except StackFailed as err:
+                if time.monotonic() > deadline:
+                    raise
+                print(f"bucket: {err}; retrying", flush=True)
+                time.sleep(2)
+    except ConfiggenError as err:
+        print(f"bucket: error: {err}", flush=True)
+        return err.exit_code
+    print(f"bucket: {s3.bucket} {'created' if created else 'already exists'} on {s3.endpoint}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

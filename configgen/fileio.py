@@ -31,11 +31,12 @@ def locked(path: Path) -> Iterator[None]:
 
 
 def make_private_dirs(folder: Path, mode: int = 0o700) -> list[Path]:
-    """Create `folder` and any missing parents with `mode` (mkdir(parents=True) would give the
-    parents the default mode); return the folders created, outermost first."""
+    """Create `folder` with `mode` and any missing parents with 0700 (mkdir(parents=True)
+    would give them the default mode); return the folders created, outermost first."""
     missing = [p for p in (folder, *folder.parents) if not p.exists()][::-1]
     for path in missing:
-        path.mkdir(mode=mode)
+        path.mkdir(mode=mode if path == folder else 0o700)
+        path.chmod(mode if path == folder else 0o700)  # whatever the umask
     return missing
 
 

@@ -18,8 +18,10 @@ from configgen.fileio import atomic_write, locked, make_private_dirs
 
 MAX_NAME_BYTES = 64
 BCRYPT_MAX_BYTES = 72  # bcrypt ignores (bcrypt 5: refuses) anything longer
-FILE_MODE = 0o640  # readable by the group nginx runs in, never by others
-FOLDER_MODE = 0o700
+# Readable through the group by nginx's workers (the compose nginx runs them in the group of
+# the mounted folder), never by others.
+FILE_MODE = 0o640
+FOLDER_MODE = 0o750
 
 
 def _has_control(text: str) -> bool:

@@ -31,14 +31,19 @@ def backend_uri(project: Project, data_dir: Path, environ: Mapping[str, str]) ->
     if store == "bundled":
         return f"sqlite:///{(data_dir / 'mlflow.db').resolve()}"
     password = file_env("MLFLOW_DB_PASSWORD", environ)
-    parts = urlsplit(store)
-    if password is None:
-        return store
+    return store if password is None else with_password(store, password)
+
+
+def with_password(uri: str, password: str) -> str:
+    """`uri` (SCHEME://USER@HOST/DB, kept in the stack file) with the password added."""
+    parts = urlsplit(uri)
     if not parts.username:
         raise UsageError(
-            "MLFLOW_DB_PASSWORD is set but mlflow.backend_store names no user; "
+            "MLFLOW_DB_PASSWORD is set but the backend store URI names no user; "
             "write it as SCHEME://USER@HOST/DATABASE"
         )
+    if parts.password:
+        return uri
     netloc = f"{parts.username}:{quote(password, safe='')}@{parts.hostname}"
     if parts.port:
         netloc += f":{parts.port}"

@@ -41,8 +41,8 @@ def test_add_writes_a_bcrypt_entry_apache_accepts(configgen: Configgen, project:
     assert line.startswith("alice:$2y$04$"), line  # the stack's cost, in the $2y$ form
     assert PASSWORD not in line
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
-    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
-    assert stat.S_IMODE(path.parent.parent.stat().st_mode) == 0o700  # secrets/ too
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o750  # nginx's group may enter
+    assert stat.S_IMODE(path.parent.parent.stat().st_mode) == 0o700  # secrets/: nobody else
     assert apache_accepts(path, "alice", PASSWORD)
     assert not apache_accepts(path, "alice", PASSWORD + "!")
 
