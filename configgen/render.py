@@ -14,7 +14,7 @@ from typing import Any
 
 import jinja2
 
-from configgen import nginx
+from configgen import compose, nginx
 from configgen.fileio import atomic_write
 from configgen.stack import Project
 
@@ -55,7 +55,11 @@ def nginx_outputs(project: Project, runtime: nginx.Runtime, folder: str) -> list
 
 def outputs(project: Project) -> list[Output]:
     """Every file `configgen render` writes, relative to the project folder."""
-    return nginx_outputs(project, nginx.compose_runtime(project.stack), "nginx")
+    return [
+        *nginx_outputs(project, nginx.compose_runtime(project.stack), "nginx"),
+        Output(compose.COMPOSE_FILE, "compose/production.yml.j2", compose.context(project)),
+        Output(compose.ENV_FILE, "compose/env.j2", {"name": project.stack.name}),
+    ]
 
 
 def render(project: Project, files: list[Output]) -> dict[str, bytes]:
