@@ -24,7 +24,7 @@ def free_port() -> int:
 
 
 @dataclass
-class LocalStack:
+class RunningStack:
     project: Path
     data: Path
     port: int
@@ -63,9 +63,13 @@ class LocalStack:
     def credentials(self) -> tuple[str, str]:
         return self.user, self.password
 
+    def access_log(self) -> str | None:
+        """nginx's access log so far."""
+        return (self.data / "logs" / "nginx-access.log").read_text()
+
 
 @contextmanager
-def local_stack(project: Path, stack_yaml: str, **env: str) -> Iterator[LocalStack]:
+def local_stack(project: Path, stack_yaml: str, **env: str) -> Iterator[RunningStack]:
     """A stack from `configgen up --detach` in `project`, stopped (and checked) afterwards."""
     (project / "stack").mkdir(exist_ok=True)
     (project / "stack" / "stack.yaml").write_text(stack_yaml)
@@ -76,7 +80,7 @@ def local_stack(project: Path, stack_yaml: str, **env: str) -> Iterator[LocalSta
     assert done.returncode == 0, done.stdout + done.stderr
     found = re.search(r"created the first user: (\S+), password: (\S+)", done.stdout)
     assert found, done.stdout
-    stack = LocalStack(project, data, port, found[1], found[2], environment)
+    stack = RunningStack(project, data, port, found[1], found[2], environment)
     try:
         yield stack
     finally:
@@ -86,7 +90,7 @@ def local_stack(project: Path, stack_yaml: str, **env: str) -> Iterator[LocalSta
 
 
 @contextmanager
-def mlflow_client_env(stack: LocalStack, user: str | None = None, password: str | None = None):
+def mlflow_client_env(stack: RunningStack, user: str | None = None, password: str | None = None):
     """Point the MLflow client (in this process) at `stack` through the environment."""
     saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME",
                                             "MLFLOW_TRACKING_PASSWORD")}  # fmt: skip

@@ -6,13 +6,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from pathlib import Path
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
-from tests.localstack import ARTIFACTS, LocalStack, mlflow_client_env
+from tests.localstack import ARTIFACTS, RunningStack, mlflow_client_env
 
 ARTIFACT_MB = 50
 
@@ -25,7 +26,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def exercise(stack: LocalStack, workdir: Path, name: str) -> dict[str, float]:
+def exercise(stack: RunningStack, workdir: Path, name: str) -> dict[str, float]:
     """Run the whole flow as the stack's first user; return the artifact round-trip figures."""
     with mlflow_client_env(stack):
         client = MlflowClient(tracking_uri=stack.url)
@@ -66,6 +67,11 @@ def exercise(stack: LocalStack, workdir: Path, name: str) -> dict[str, float]:
         downloaded = client.download_artifacts(run_id, "model/model.bin", str(target))
         download_s = time.perf_counter() - started
         assert _sha256(Path(downloaded)) == _sha256(upload)
+        # Both ways through nginx and MLflow (proxied artifacts), not around them.
+        log = stack.access_log()
+        if log is not None:
+            assert re.search(r'"PUT /api/2.0/mlflow-artifacts/artifacts/\S+/model.bin HTTP', log)
+            assert re.search(r'"GET /api/2.0/mlflow-artifacts/artifacts/\S+/model.bin HTTP', log)
         client.set_terminated(run_id)
 
         model = f"{name}-model"

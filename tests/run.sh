@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian 12 machine with Python 3.11+: installs what the
-# tests drive (nginx, Apache's htpasswd, MariaDB, Chromium) when missing, makes .venv with
-# the package and its test dependencies (MLflow, moto, Playwright), then runs ruff, the drift
-# check and pytest. Extra arguments go to pytest.
+# tests drive (nginx, Apache's htpasswd, MariaDB, Chromium, a Docker engine with Debian's
+# docker-compose, debootstrap) when missing, makes .venv with the package and its test
+# dependencies (MLflow, moto, Playwright, compose v2), then runs ruff, the drift check and
+# pytest. The compose tests start dockerd themselves if no engine runs. Extra arguments go to
+# pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +14,9 @@ command -v nginx >/dev/null || missing+=(nginx)
 command -v htpasswd >/dev/null || missing+=(apache2-utils)
 command -v mariadbd >/dev/null || missing+=(mariadb-server)
 command -v chromium >/dev/null || missing+=(chromium)
+command -v dockerd >/dev/null || missing+=(docker.io)
+[ -x /usr/bin/docker-compose ] || missing+=(docker-compose)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
 if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests import mlflow_flow
-from tests.localstack import ARTIFACTS, LocalStack, local_stack
+from tests.localstack import ARTIFACTS, RunningStack, local_stack
 from tests.support import PASSWORD
 
 STACK = "hosts: [mlflow.example.com]\nauth: {bcrypt_cost: 4}\n"
@@ -19,12 +19,12 @@ SEARCH = "/api/2.0/mlflow/experiments/search?max_results=1"
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory) -> Iterator[LocalStack]:
+def stack(tmp_path_factory) -> Iterator[RunningStack]:
     with local_stack(tmp_path_factory.mktemp("local"), STACK) as running:
         yield running
 
 
-def test_only_health_is_open(stack: LocalStack):
+def test_only_health_is_open(stack: RunningStack):
     status, headers, _ = stack.request(SEARCH)
     assert status == 401
     assert headers["WWW-Authenticate"] == 'Basic realm="MLflow"'
@@ -35,7 +35,7 @@ def test_only_health_is_open(stack: LocalStack):
     assert stack.request(SEARCH, stack.credentials)[0] == 200
 
 
-def test_first_user_is_stored_only_as_bcrypt(stack: LocalStack):
+def test_first_user_is_stored_only_as_bcrypt(stack: RunningStack):
     text = (stack.project / "secrets" / "nginx" / "htpasswd").read_text()
     assert text.startswith("admin:$2y$04$")
     assert stack.password not in text
@@ -43,7 +43,7 @@ def test_first_user_is_stored_only_as_bcrypt(stack: LocalStack):
         assert stack.password not in log.read_text(errors="replace"), log
 
 
-def test_mlflow_client_round_trip(stack: LocalStack, tmp_path: Path):
+def test_mlflow_client_round_trip(stack: RunningStack, tmp_path: Path):
     figures = mlflow_flow.exercise(stack, tmp_path, "local-sqlite")
     assert figures["upload_s"] > 0
     # Where the bundled stores put things.
@@ -53,7 +53,7 @@ def test_mlflow_client_round_trip(stack: LocalStack, tmp_path: Path):
     assert stored[0].stat().st_size == mlflow_flow.ARTIFACT_MB * 1024 * 1024
 
 
-def test_host_header_check(stack: LocalStack):
+def test_host_header_check(stack: RunningStack):
     """MLflow accepts the stack's public names and refuses others (DNS rebinding defence)."""
     assert stack.request(SEARCH, stack.credentials, host="mlflow.example.com")[0] == 200
     status, _, body = stack.request(SEARCH, stack.credentials, host="attacker.example.net")
@@ -63,7 +63,7 @@ def test_host_header_check(stack: LocalStack):
     assert stack.request("/health", host="10.1.2.3")[0] == 200
 
 
-def test_removed_user_is_refused_at_once(stack: LocalStack):
+def test_removed_user_is_refused_at_once(stack: RunningStack):
     add = stack.configgen("htpasswd", "user", "add", "bob", "--password-stdin", stdin=PASSWORD)
     assert add.returncode == 0, add.stderr
     assert stack.request(SEARCH, ("bob", PASSWORD))[0] == 200
@@ -78,7 +78,7 @@ def test_removed_user_is_refused_at_once(stack: LocalStack):
     assert stack.request(SEARCH, stack.credentials)[0] == 200
 
 
-def test_ui_in_chromium(stack: LocalStack):
+def test_ui_in_chromium(stack: RunningStack):
     """The MLflow UI loads through nginx in a real browser and shows our experiment."""
     from mlflow import MlflowClient
     from playwright.sync_api import sync_playwright

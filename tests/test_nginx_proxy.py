@@ -219,3 +219,12 @@ def test_access_log_names_the_user_but_never_the_credentials(proxy: dict):
         assert secret not in log
         assert base64.b64encode(f"alice:{secret}".encode()).decode() not in log
     assert "/health" not in log  # probes are not logged
+
+
+def test_python_clients_are_kept_to_proxied_artifact_transfers(proxy: dict):
+    """No multipart/presigned advertisement reaches the Python client; the UI's copy does."""
+    assert request(proxy["port"], "/api/3.0/mlflow/server-info", ("alice", PASSWORD)).status == 404
+    assert proxy["seen"] == []
+    ui = request(proxy["port"], "/ajax-api/3.0/mlflow/server-info", ("alice", PASSWORD))
+    assert ui.status == 200
+    assert proxy["seen"][-1]["path"] == "/ajax-api/3.0/mlflow/server-info"

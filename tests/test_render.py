@@ -13,6 +13,7 @@ from configgen import render, stack
 from tests.support import REPO, Configgen, run_configgen, snapshot
 
 NGINX_FILES = ["nginx.conf", "mlflow-http.conf", "mlflow-server.conf", "mlflow-proxy.conf"]
+RENDERED = [*(f"nginx/{n}" for n in NGINX_FILES), "compose/production.yml", "compose/.env"]
 
 
 def rendered(text: str = "") -> dict[str, str]:
@@ -37,7 +38,7 @@ def nginx_t(folder: Path) -> subprocess.CompletedProcess[str]:
 def test_committed_output_matches_the_default_stack():
     done = run_configgen("render", "--check", cwd=REPO)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout == "all 4 rendered files in . match the stack file\n"
+    assert done.stdout == f"all {len(RENDERED)} rendered files in . match the stack file\n"
 
 
 def test_committed_nginx_config_passes_nginx_t(tmp_path: Path):
@@ -56,7 +57,8 @@ def test_changed_stack_file_renders_a_valid_config(tmp_path: Path):
         "mlflow: {port: 5555}\n"
     )
     for name, text in files.items():
-        (tmp_path / Path(name).name).write_text(text)
+        if name.startswith("nginx/"):
+            (tmp_path / Path(name).name).write_text(text)
     assert nginx_t(tmp_path).returncode == 0
     assert "server_name mlflow.example.com ml.example.org;" in files["nginx/nginx.conf"]
     assert "default mlflow:5555;" in files["nginx/nginx.conf"]
@@ -77,7 +79,7 @@ def test_two_renders_are_byte_identical(project: Path, tmp_path_factory):
         assert done.returncode == 0, done.stderr
     first, second = (snapshot(out) for out in outs)
     assert first == second
-    assert sorted(first) == ["nginx", *(f"nginx/{n}" for n in sorted(NGINX_FILES))]
+    assert sorted(first) == sorted(["nginx", "compose", *RENDERED])
     # From another folder, through --stack: still the same bytes.
     elsewhere = run_configgen(
         "--stack",
@@ -94,10 +96,10 @@ def test_two_renders_are_byte_identical(project: Path, tmp_path_factory):
 def test_render_writes_into_the_project_and_is_idempotent(configgen: Configgen, project: Path):
     first = configgen("render")
     assert first.returncode == 0, first.stderr
-    assert first.stdout.splitlines() == [f"wrote nginx/{n}" for n in NGINX_FILES]
+    assert first.stdout.splitlines() == [f"wrote {path}" for path in RENDERED]
     before = snapshot(project)
     again = configgen("render")
-    assert again.stdout == "all 4 rendered files in . were already up to date\n"
+    assert again.stdout == f"all {len(RENDERED)} rendered files in . were already up to date\n"
     assert snapshot(project) == before
 
 
@@ -106,7 +108,7 @@ def test_check_lists_every_file_that_drifted(configgen: Configgen, project: Path
     clean = configgen("render", "--check")
     assert (clean.returncode, clean.stdout) == (
         0,
-        "all 4 rendered files in . match the stack file\n",
+        f"all {len(RENDERED)} rendered files in . match the stack file\n",
     )
 
     server = project / "nginx" / "mlflow-server.conf"
@@ -120,7 +122,7 @@ def test_check_lists_every_file_that_drifted(configgen: Configgen, project: Path
         "nginx/mlflow-server.conf: differs from a fresh render",
     ]
     assert drifted.stderr == (
-        "configgen: 2 of 4 rendered files in . differ from the stack file; "
+        f"configgen: 2 of {len(RENDERED)} rendered files in . differ from the stack file; "
         "run `configgen render` and commit the result\n"
     )
     assert snapshot(project) == before  # --check never writes
@@ -128,8 +130,9 @@ def test_check_lists_every_file_that_drifted(configgen: Configgen, project: Path
     # A stack file change is drift too, until rendered.
     assert configgen("render").returncode == 0
     (project / "stack" / "stack.yaml").write_text("hosts: [ml.example.com]\n")
-    assert (
-        configgen("render", "--check").stdout == "nginx/nginx.conf: differs from a fresh render\n"
+    assert configgen("render", "--check").stdout == (
+        "nginx/nginx.conf: differs from a fresh render\n"
+        "compose/production.yml: differs from a fresh render\n"
     )
 
 
@@ -168,8 +171,10 @@ def test_mlflow_server_conf_health_open_everything_else_authenticated():
     assert 'auth_basic "MLflow";' in root
     assert "auth_basic_user_file secrets/htpasswd;" in root
     assert "include mlflow-proxy.conf;" in root
-    assert len(re.findall(r"^location ", text, re.MULTILINE)) == 2
+    assert len(re.findall(r"^location ", text, re.MULTILINE)) == 3
     assert "return 200" not in text  # it would answer before auth_basic runs
+    server_info = text[text.index("location = /api/3.0/mlflow/server-info") :].split("}")[0]
+    assert "return 404;" in server_info
 
 
 @pytest.mark.parametrize(

@@ -168,4 +168,4 @@ def test_reload_without_a_running_stack(configgen, project: Path):
         stdin="correct horse battery",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "no stack is running from data: nothing to reload" in done.stdout
+    assert "no stack is running from data nor in Docker: nothing to reload" in done.stdout

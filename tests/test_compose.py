@@ -1,0 +1,239 @@
+"""compose/production.yml under a real Docker engine: the images built here, the stack brought
+up by compose v2 and by Debian's docker-compose 1.29, the real MLflow client through nginx, and
+the failures a production host sees (a crashed MLflow, a late database, a restart).
+
+MySQL and the object store are replaced, through the stack file, by stand-ins built from
+Debian packages (no registry is reachable): MariaDB behind the official image's MYSQL_*
+variables, and s3rver behind MinIO's interface. The tests run in order and share one stack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import dockerhost, mlflow_flow
+from tests.dockerhost import COMPOSE_V1, COMPOSE_V2, docker
+from tests.localstack import RunningStack, free_port, mlflow_client_env
+from tests.support import PASSWORD, REPO, clean_env, run_configgen
+
+PROJECT = "mlflow-e2e"
+SEARCH = "/api/2.0/mlflow/experiments/search?max_results=5"
+
+
+class ComposeStack(RunningStack):
+    def compose(self, *args: str, binary: str = COMPOSE_V2, check: bool = True, timeout=600):
+        done = subprocess.run(
+            [binary, "-f", "compose/production.yml", *args],
+            cwd=self.project, capture_output=True, text=True, timeout=timeout, check=False,
+        )  # fmt: skip
+        if check and done.returncode != 0:
+            raise AssertionError(f"{binary} {' '.join(args)}:\n{done.stdout}\n{done.stderr}")
+        return done
+
+    def access_log(self) -> str | None:
+        return self.compose("logs", "--no-color", "nginx").stdout
+
+    def container(self, service: str) -> str:
+        return self.compose("ps", "-q", service).stdout.strip()
+
+    def wait_healthy(self, timeout: float = 300) -> float:
+        started = time.monotonic()
+        while True:
+            try:
+                if (
+                    self.request("/health")[0] == 200
+                    and self.request(SEARCH, self.credentials)[0] == 200
+                ):
+                    return time.monotonic() - started
+            except OSError:
+                pass
+            assert time.monotonic() - started < timeout, self.compose("logs", "--tail=30").stdout
+            time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Iterator[ComposeStack]:
+    daemon = dockerhost.start_engine(tmp_path_factory.mktemp("dockerd"))
+    builds = dockerhost.build_all()
+    project = tmp_path_factory.mktemp("compose-project")
+    (project / "stack").mkdir()
+    port = free_port()
+    (project / "stack" / "stack.yaml").write_text(
+        f"name: {PROJECT}\n"
+        f"proxy: {{port: {port}}}\n"
+        "auth: {bcrypt_cost: 4}\n"
+        f"images: {{database: '{dockerhost.MARIADB_IMAGE}',"
+        f" object_store: '{dockerhost.S3_IMAGE}'}}\n"
+    )
+    for args, stdin in (
+        (["init"], None),
+        (["htpasswd", "user", "add", "alice", "--password-stdin"], PASSWORD),
+        (["render"], None),
+    ):
+        done = run_configgen(*args, cwd=project, stdin=stdin)
+        assert done.returncode == 0, done.stderr
+    # The nginx image carries the repository's rendered configuration: this stack's must match.
+    for name in ("nginx.conf", "mlflow-http.conf", "mlflow-server.conf", "mlflow-proxy.conf"):
+        assert (project / "nginx" / name).read_text() == (REPO / "nginx" / name).read_text()
+
+    running = ComposeStack(project, project, port, "alice", PASSWORD, clean_env())
+    running.compose("down", "-v", check=False)  # leftovers of an interrupted run
+    started = time.monotonic()
+    running.compose("up", "-d")
+    healthy = running.wait_healthy()
+    dockerhost.record({
+        "build seconds": {k: round(v, 1) for k, v in builds.items()},
+        "compose v2 up to healthy, cold volumes (s)": round(time.monotonic() - started, 1),
+        "nginx answers through to MLflow after up -d returned (s)": round(healthy, 1),
+        "image sizes": dockerhost.image_sizes(
+            "mlflow-stack/nginx:0.1.0", "mlflow-stack/mlflow:3.17.2", dockerhost.BASE_IMAGE
+        ),
+    })  # fmt: skip
+    try:
+        yield running
+    finally:
+        running.compose("down", "-v", check=False)
+        if daemon is not None:
+            daemon.terminate()
+            daemon.wait(timeout=60)
+
+
+def test_the_mlflow_client_through_the_compose_stack(stack: ComposeStack, tmp_path: Path):
+    assert stack.request(SEARCH)[0] == 401
+    assert stack.request(SEARCH, ("alice", "wrong password"))[0] == 401
+    assert stack.request("/health")[0] == 200
+    mlflow_flow.exercise(stack, tmp_path, "compose")
+    # The artifacts are in the object store's volume, not in the MLflow container.
+    listing = docker(
+        "exec", stack.container("objectstore"), "find", "/data", "-name", "*model.bin*"
+    ).stdout
+    assert "model.bin" in listing
+
+
+def test_only_nginx_publishes_a_port(stack: ComposeStack):
+    for service in ("nginx", "mlflow", "database", "objectstore"):
+        ports = json.loads(
+            docker(
+                "inspect", "-f", "{{json .HostConfig.PortBindings}}", stack.container(service)
+            ).stdout
+        )
+        assert bool(ports) == (service == "nginx"), (service, ports)
+
+
+def test_mlflow_runs_as_a_non_root_user(stack: ComposeStack):
+    top = docker("top", stack.container("mlflow"), "-eo", "pid,uid,args").stdout.splitlines()[1:]
+    assert top and all(line.split()[1] == "10001" for line in top), top
+
+
+def test_no_secret_in_logs_or_container_settings(stack: ComposeStack):
+    secrets = {
+        p.name: p.read_text().strip() for p in (stack.project / "secrets").iterdir() if p.is_file()
+    }
+    assert len(secrets) == 4
+    secrets["user password"] = PASSWORD
+    logs = stack.compose("logs", "--no-color").stdout
+    inspect = docker(
+        "inspect", *(stack.container(s) for s in ("nginx", "mlflow", "database", "objectstore"))
+    ).stdout
+    for name, value in secrets.items():
+        assert value not in logs, f"{name} appears in the container logs"
+        assert value not in inspect, f"{name} appears in docker inspect"
+    assert "MLFLOW_DB_PASSWORD_FILE=/run/secrets/mysql_password" in inspect
+
+
+def nginx_workers(stack: ComposeStack) -> set[str]:
+    top = docker("top", stack.container("nginx"), "-eo", "pid,args").stdout.splitlines()
+    return {line.split()[0] for line in top if "worker process" in line}
+
+
+def test_user_change_with_reload_reaches_the_container(stack: ComposeStack):
+    add = stack.configgen("htpasswd", "user", "add", "bob", "--password-stdin", stdin=PASSWORD)
+    assert add.returncode == 0, add.stderr
+    assert stack.request(SEARCH, ("bob", PASSWORD))[0] == 200
+    workers = nginx_workers(stack)
+    removed = stack.configgen("htpasswd", "user", "remove", "bob", "--reload")
+    assert removed.returncode == 0, removed.stderr
+    assert f"reloaded the nginx container {PROJECT}-nginx-1" in removed.stdout
+    assert stack.request(SEARCH, ("bob", PASSWORD))[0] == 401
+    assert stack.request(SEARCH, stack.credentials)[0] == 200
+    # SIGHUP made nginx start new workers: the reload really happened.
+    deadline = time.monotonic() + 5
+    while nginx_workers(stack) & workers:
+        assert time.monotonic() < deadline, "nginx kept its old workers: no reload"
+        time.sleep(0.2)
+
+
+def test_killed_mlflow_gives_a_quick_502_and_comes_back(stack: ComposeStack):
+    pid = int(docker("inspect", "-f", "{{.State.Pid}}", stack.container("mlflow")).stdout)
+    os.kill(pid, signal.SIGKILL)  # a crash, not a `docker stop`: the restart policy applies
+    crashed = time.monotonic()
+    # Until the kernel has torn the container down, MLflow's workers may still answer; from
+    # then on every request must get a quick 502/503, never hang.
+    while True:
+        started = time.monotonic()
+        status = stack.request(SEARCH, stack.credentials)[0]
+        answered = time.monotonic() - started
+        assert answered < 1, f"nginx took {answered:.2f} s to answer (status {status})"
+        if status in (502, 503):
+            break
+        assert status == 200 and time.monotonic() - crashed < 5, status
+        time.sleep(0.05)
+    stack.wait_healthy(timeout=180)
+    dockerhost.record({
+        "nginx answer while MLflow is down (s)": round(answered, 3),
+        "MLflow back after a crash (s)": round(time.monotonic() - crashed, 1),
+    })  # fmt: skip
+    restarts = docker("inspect", "-f", "{{.RestartCount}}", stack.container("mlflow")).stdout
+    assert int(restarts) >= 1
+
+
+def test_down_and_up_keep_runs_metrics_and_artifacts(stack: ComposeStack, tmp_path: Path):
+    stack.compose("down")  # volumes kept
+    started = time.monotonic()
+    stack.compose("up", "-d", binary=COMPOSE_V1)  # and Debian's docker-compose 1.29 can run it
+    stack.wait_healthy()
+    dockerhost.record(
+        {
+            "docker-compose 1.29 up to healthy, warm volumes (s)": round(
+                time.monotonic() - started, 1
+            )
+        }
+    )
+    from mlflow import MlflowClient
+
+    with mlflow_client_env(stack):
+        client = MlflowClient(tracking_uri=stack.url)
+        experiment = client.get_experiment_by_name("compose")
+        (run,) = client.search_runs([experiment.experiment_id])
+        assert len(client.get_metric_history(run.info.run_id, "loss")) == 1000
+        assert run.data.params == {"lr": "0.01", "layers": "3"}
+        path = client.download_artifacts(run.info.run_id, "model/model.bin", str(tmp_path))
+        assert Path(path).stat().st_size == mlflow_flow.ARTIFACT_MB * 1024 * 1024
+        assert client.get_model_version_by_alias("compose-model", "champion").version == "1"
+
+
+def test_late_database_is_waited_for_without_a_crash_loop(stack: ComposeStack):
+    stack.compose("stop", "database", binary=COMPOSE_V1)
+    stack.compose("restart", "mlflow", binary=COMPOSE_V1)  # starts while the database is away
+    time.sleep(8)
+    mlflow_id = stack.container("mlflow")
+    state = json.loads(docker("inspect", "-f", "{{json .State}}", mlflow_id).stdout)
+    assert state["Running"] and not state["Restarting"], state
+    assert stack.request(SEARCH, stack.credentials)[0] in (502, 503)
+    stack.compose("start", "database", binary=COMPOSE_V1)
+    stack.wait_healthy(timeout=180)
+    logs = docker("logs", mlflow_id).stderr + docker("logs", mlflow_id).stdout
+    assert "waiting for the database at database:3306" in logs
+    # The same process waited and then served: it never exited.
+    assert (
+        json.loads(docker("inspect", "-f", "{{json .State}}", mlflow_id).stdout)["Pid"]
+        == state["Pid"]
+    )
