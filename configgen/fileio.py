@@ -33,11 +33,16 @@ def locked(path: Path) -> Iterator[None]:
 def make_private_dirs(folder: Path, mode: int = 0o700) -> list[Path]:
     """Create `folder` with `mode` and any missing parents with 0700 (mkdir(parents=True)
     would give them the default mode); return the folders created, outermost first."""
-    missing = [p for p in (folder, *folder.parents) if not p.exists()][::-1]
-    for path in missing:
-        path.mkdir(mode=mode if path == folder else 0o700)
-        path.chmod(mode if path == folder else 0o700)  # whatever the umask
-    return missing
+    created = []
+    for path in [p for p in (folder, *folder.parents) if not p.exists()][::-1]:
+        wanted = mode if path == folder else 0o700
+        try:
+            path.mkdir(mode=wanted)
+        except FileExistsError:
+            continue  # a concurrent run made it first
+        path.chmod(wanted)  # whatever the umask
+        created.append(path)
+    return created
 
 
 def _write_temp(path: Path, data: bytes, mode: int) -> str:

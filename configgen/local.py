@@ -350,11 +350,21 @@ def stop(data: DataDir, timeout: float = 30.0) -> int | None:
     except ProcessLookupError:
         return pid
     deadline = time.monotonic() + timeout
-    while data.running_pid() is not None:
+    # The lock goes when the children are stopped; the supervisor exits a moment later.
+    while data.running_pid() is not None or _running(pid):
         if time.monotonic() > deadline:
             raise StackFailed(f"the stack (pid {pid}) did not stop within {timeout:.0f} s")
         time.sleep(0.1)
     return pid
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie waiting to be reaped has stopped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def reload_nginx(data: DataDir) -> bool:

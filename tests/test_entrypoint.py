@@ -119,3 +119,25 @@ def test_unreachable_database_gives_up_in_time():
 
     with pytest.raises(StackFailed, match=r"the database at 127.0.0.1:1 did not answer within 2 s"):
         entrypoint.wait_for_database("mysql+pymysql://u:secret@127.0.0.1:1/db", 2)
+
+
+def test_replicas_starting_together_take_turns_on_the_schema(tmp_path: Path):
+    """Three entrypoints upgrade one fresh MariaDB database at once; the lock serialises
+    them (without it, concurrent table creation fails with "table already exists")."""
+    import subprocess
+    import sys
+
+    from tests.servers import mariadb
+
+    with mariadb(tmp_path) as db:
+        uri = f"mysql+pymysql://{db.user}:{db.password}@127.0.0.1:{db.port}/{db.database}"
+        code = "import sys, configgen.entrypoint as e; e.upgrade_schema(sys.argv[1])"
+        replicas = [
+            subprocess.Popen([sys.executable, "-c", code, uri], stderr=subprocess.PIPE, text=True)
+            for _ in range(3)
+        ]
+        errors = [r.communicate(timeout=300)[1] for r in replicas]
+        assert [r.returncode for r in replicas] == [0, 0, 0], errors
+        assert all(db.password not in e for e in errors)
+        assert "alembic_version" in db.sql("SHOW TABLES FROM mlflow")
+        assert db.sql("SELECT COUNT(*) FROM mlflow.alembic_version").strip() == "1"
