@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import os
 import time
 from urllib.parse import urlsplit
 
-from configgen.errors import StackFailed
+from configgen.envvars import file_env
+from configgen.errors import ConfiggenError, StackFailed
 from configgen.stores import S3
 
 # Answers meaning someone (maybe a concurrent start) created it first: fine.
@@ -51,11 +53,6 @@ def ensure_bucket(s3: S3) -> bool:
 def main() -> int:
     """The compose stack's one-shot bucket job: make the artifact bucket, retrying while the
     object store starts. Settings from the environment, as the MLflow container gets them."""
-    import os
-
-    from configgen.envvars import file_env
-    from configgen.errors import ConfiggenError
-
     try:
         destination = os.environ.get("MLFLOW_ARTIFACTS_DESTINATION", "")
         if not destination.startswith("s3://"):

@@ -162,8 +162,8 @@ def _reload(args: argparse.Namespace) -> None:
     if local.reload_nginx(data):
         print(f"reloaded the nginx of the stack running from {data.root}")
         reloaded = True
-    project = stack.find(args.stack) if stack.discover(args.stack) else None
-    for name in compose.reload_nginx(project) if project else []:
+    stack_file = stack.discover(args.stack)
+    for name in compose.reload_nginx(stack.read(stack_file)) if stack_file else []:
         print(f"reloaded the nginx container {name}")
         reloaded = True
     if not reloaded:
