@@ -8,6 +8,7 @@ old file or the new one. Everything that can be refused is refused before the fi
 
 from __future__ import annotations
 
+import time
 import unicodedata
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from passlib.apache import HtpasswdFile, htpasswd_context
 
 from configgen.errors import UsageError
 from configgen.fileio import atomic_write, locked, make_private_dirs
+from configgen.nginx import GENERATION_SUFFIX
 
 MAX_NAME_BYTES = 64
 BCRYPT_MAX_BYTES = 72  # bcrypt ignores (bcrypt 5: refuses) anything longer
@@ -108,8 +110,25 @@ def _load_or_new(path: Path) -> HtpasswdFile:
     return load(path) if path.exists() else HtpasswdFile()
 
 
+def generation_path(path: Path) -> Path:
+    return path.with_name(path.name + GENERATION_SUFFIX)
+
+
+def _next_generation(path: Path) -> int:
+    """A number never used before for this file: the previous one plus one, or the clock if
+    that is ahead (a content hash would repeat when a removed user is added back)."""
+    try:
+        previous = int(generation_path(path).read_text().split()[1].rstrip(";"))
+    except (FileNotFoundError, IndexError, ValueError):
+        previous = 0
+    return max(previous + 1, time.time_ns())
+
+
 def _save(users: HtpasswdFile, path: Path) -> None:
+    """Write the users, then the generation nginx keys its auth cache with (docs/auth.md)."""
     atomic_write(path, users.to_string(), FILE_MODE)
+    generation = _next_generation(path)
+    atomic_write(generation_path(path), f"generation {generation};\n".encode(), FILE_MODE)
 
 
 def _require_user(users: HtpasswdFile, name: str, path: Path) -> None:

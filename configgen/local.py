@@ -16,6 +16,7 @@ data folder:
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import importlib.metadata
 import importlib.util
 import os
@@ -23,6 +24,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -59,9 +61,22 @@ class DataDir:
     def nginx(self) -> Path:
         return self.root / "nginx"
 
+    @property
+    def run_dir(self) -> Path:
+        """The verifier's socket and the auth cache, whose keys hold passwords: on tmpfs,
+        private, short (a socket path has at most 107 bytes), one per data folder."""
+        digest = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:12]
+        # A predictable name in a shared folder: prepare() refuses one someone else made.
+        return Path("/dev/shm") / f"mlflow-stack-{digest}"  # noqa: S108
+
     def prepare(self) -> None:
-        for folder in (self.root, self.logs, self.nginx, self.nginx / "tmp"):
+        for folder in (self.root, self.logs, self.nginx, self.nginx / "tmp", self.run_dir):
             make_private_dirs(folder)
+        st = self.run_dir.lstat()
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+            raise StackFailed(
+                f"{self.run_dir} is not a private folder of this user; remove it and retry"
+            )
 
     def already_running(self, pid: int | None) -> StackFailed:
         return StackFailed(
@@ -196,7 +211,7 @@ def _services(
     """Render nginx's configuration and describe the two services."""
     mlflow_port = free_port()
     conf, logs = data.nginx.resolve(), data.logs.resolve()  # nginx resolves against its prefix
-    runtime = nginx.local_runtime(conf, logs, listen, f"127.0.0.1:{mlflow_port}")
+    runtime = nginx.local_runtime(conf, logs, data.run_dir, listen, f"127.0.0.1:{mlflow_port}")
     files = render.nginx_outputs(project, runtime, ".")
     render.write(render.render(project, files), conf)
     link = conf / nginx.SECRETS_FOLDER
@@ -288,6 +303,7 @@ def run(
             finally:
                 # Inside the lock: `configgen down` returns only once the children are gone.
                 supervisor.stop_all()
+                shutil.rmtree(data.run_dir, ignore_errors=True)  # cached credentials
     except _Stopped as stopped:
         say(f"stopped ({stopped})")
 

@@ -1,9 +1,11 @@
 """What the nginx templates are filled with.
 
-Three fragments are shared unchanged by every runner (compose, local, Elastic Beanstalk):
+Four fragments are shared unchanged by every runner (compose, local, Elastic Beanstalk):
 `mlflow-http.conf` (http level), `mlflow-server.conf` (the MLflow locations and their
-authentication, server level) and `mlflow-proxy.conf` (proxy settings, included by each
-location). A runner's own main configuration includes them and defines `$mlflow_upstream`.
+authentication, server level), `mlflow-proxy.conf` (proxy settings, included by each
+location) and `mlflow-verifier.conf` (the password checks, see docs/auth.md). A runner's own
+main configuration includes them and supplies what differs by runner: `$mlflow_upstream`,
+the verifier's unix socket and the auth cache's memory-backed folder.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from configgen.stack import Stack
 # Relative to nginx's configuration folder, where each runner puts the folder that holds the
 # htpasswd file (compose: a read-only mount; local: a symlink; Elastic Beanstalk: a hook).
 SECRETS_FOLDER = "secrets"
+# Written beside the htpasswd file on every change (configgen/htpasswd.py): part of the auth
+# cache key, so a reload after a change makes every cached verification obsolete.
+GENERATION_SUFFIX = ".generation"
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,9 @@ class Runtime:
     pid: str
     error_log: str
     access_log: str
+    auth_socket: str  # the verifier server's unix socket
+    auth_cache_dir: str  # verified credentials: must be on tmpfs (they include the password)
+    auth_log: str  # one line per bcrypt check (cache miss), with its result
     user: str | None = None  # the workers' user, when started as root
     resolver: str | None = None  # for an upstream host name that may change address
     temp_dir: str | None = None  # for an nginx that cannot write its compiled-in paths
@@ -43,13 +51,20 @@ def compose_runtime(stack: Stack) -> Runtime:
         pid="/run/nginx.pid",
         error_log="/dev/stderr",
         access_log="/dev/stdout",
+        auth_socket="/run/mlflow-auth.sock",
+        # compose mounts a tmpfs on /var/lib/nginx (Debian's nginx keeps its temp files there)
+        auth_cache_dir="/var/lib/nginx/mlflow-auth",
+        auth_log="/dev/stdout",
         # Docker's embedded DNS; names are re-resolved, so a re-created MLflow container is found.
         resolver="127.0.0.11",
     )
 
 
-def local_runtime(conf_dir: Path, log_dir: Path, listen: str, upstream: str) -> Runtime:
-    """An nginx started on this machine: pid and temp files in `conf_dir`, logs in `log_dir`.
+def local_runtime(
+    conf_dir: Path, log_dir: Path, run_dir: Path, listen: str, upstream: str
+) -> Runtime:
+    """An nginx started on this machine: pid and temp files in `conf_dir`, logs in `log_dir`,
+    the verifier's socket and the auth cache in `run_dir` (a private folder on tmpfs).
 
     Started as root, its workers would otherwise drop to `nobody` and could not read the 0640
     htpasswd file; they keep the identity of whoever started it, as with any other user.
@@ -62,6 +77,9 @@ def local_runtime(conf_dir: Path, log_dir: Path, listen: str, upstream: str) -> 
         pid=str(conf_dir / "nginx.pid"),
         error_log=str(log_dir / "nginx-error.log"),
         access_log=str(log_dir / "nginx-access.log"),
+        auth_socket=str(run_dir / "auth.sock"),
+        auth_cache_dir=str(run_dir / "auth-cache"),
+        auth_log=str(log_dir / "nginx-auth.log"),
         temp_dir=str(conf_dir / "tmp"),
     )
 
@@ -76,11 +94,18 @@ def fragment_context(stack: Stack) -> dict[str, object]:
     return {
         "realm": stack.auth.realm,
         "htpasswd": htpasswd_path(stack),
+        "generation": f"{SECRETS_FOLDER}/*{GENERATION_SUFFIX}",
         "max_body_size": stack.proxy.max_body_size,
         "timeout": stack.proxy.timeout_seconds,
+        "auth": stack.auth,
+        "trusted_proxies": stack.proxy.trusted_proxies,
     }
 
 
 def main_context(stack: Stack, runtime: Runtime) -> dict[str, object]:
     """Values for a runner's main configuration (`nginx.conf`)."""
-    return {"runtime": runtime, "server_names": " ".join(stack.hosts)}
+    return {
+        "runtime": runtime,
+        "server_names": " ".join(stack.hosts),
+        "auth_cache_seconds": stack.auth.cache_seconds,
+    }

@@ -50,6 +50,7 @@ def nginx_outputs(project: Project, runtime: nginx.Runtime, folder: str) -> list
         Output(f"{folder}/mlflow-http.conf", "nginx/mlflow-http.conf.j2", fragment),
         Output(f"{folder}/mlflow-server.conf", "nginx/mlflow-server.conf.j2", fragment),
         Output(f"{folder}/mlflow-proxy.conf", "nginx/mlflow-proxy.conf.j2", fragment),
+        Output(f"{folder}/mlflow-verifier.conf", "nginx/mlflow-verifier.conf.j2", fragment),
     ]
 
 

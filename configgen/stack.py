@@ -114,6 +114,17 @@ class _Size(Text):
 SIZE = _Size(r"0|[1-9][0-9]{0,12}[kmg]?", "an nginx size such as 512m or 16g (0: no limit)")
 
 
+def _check_network(text: str) -> str | None:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return f"{text!r} is not an IP address or CIDR range"
+    return None
+
+
+NETWORK = Text(r"[0-9a-fA-F.:/]+", "an IP address or CIDR range such as 10.0.0.0/8", _check_network)
+
+
 # `mlflow server` options that configgen derives from other settings, and why users must not
 # pass them through `mlflow.extra_args`.
 DERIVED_SERVER_OPTIONS = {
@@ -151,6 +162,9 @@ class Proxy:
     port: int = setting(8080, Int(1, 65535))
     max_body_size: str = setting("16g", SIZE)
     timeout_seconds: int = setting(900, Int(1, 86400))
+    # Load balancers whose X-Forwarded-For nginx believes (set_real_ip_from), as addresses or
+    # CIDR ranges. Anyone else's X-Forwarded-For is ignored: it could be forged.
+    trusted_proxies: tuple[str, ...] = setting((), ListOf(NETWORK))
 
 
 @dataclass(frozen=True)
@@ -163,6 +177,13 @@ class Auth:
     )
     bcrypt_cost: int = setting(12, Int(4, 16))
     min_password_length: int = setting(12, Int(8, 72))
+    # A verified user:password is trusted this long before bcrypt checks it again.
+    cache_seconds: int = setting(60, Int(1, 3600))
+    # bcrypt checks (cache misses: new, expired or wrong credentials) allowed per second, per
+    # client address and in all, beyond a burst; more are refused (401) without hashing.
+    verify_rate_per_client: int = setting(2, Int(1, 1000))
+    verify_rate_total: int = setting(4, Int(1, 1000))
+    verify_burst: int = setting(5, Int(1, 1000))
 
 
 @dataclass(frozen=True)

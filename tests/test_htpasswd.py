@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pty
+import re
 import shutil
 import stat
 import subprocess
@@ -137,8 +138,21 @@ def test_twenty_concurrent_adds_keep_every_user(project: Path):
     lines = path.read_text().splitlines()
     assert sorted(line.split(":")[0] for line in lines) == names
     assert all(apache_accepts(path, n, PASSWORD) for n in (names[0], names[-1]))
-    # Only the file itself remains: temp files are renamed, locks leave nothing behind.
-    assert sorted(p.name for p in path.parent.iterdir()) == ["htpasswd"]
+    # Only the file and its generation: temp files are renamed, locks leave nothing behind.
+    assert sorted(p.name for p in path.parent.iterdir()) == ["htpasswd", "htpasswd.generation"]
+    assert re.fullmatch(r"generation [0-9]+;\n", (path.parent / "htpasswd.generation").read_text())
+
+
+def test_every_change_gets_a_new_generation(configgen: Configgen, project: Path):
+    """nginx keys its auth cache with it: it must never repeat, even when the users do."""
+    generation = project / HTPASSWD.with_name("htpasswd.generation")
+    seen = []
+    for args in (["add", "alice"], ["add", "bob"], ["remove", "bob"], ["passwd", "alice"]):
+        stdin = PASSWORD if args[0] != "remove" else None
+        extra = ["--password-stdin"] if stdin else []
+        assert configgen("htpasswd", "user", *args, *extra, stdin=stdin).returncode == 0
+        seen.append(int(generation.read_text().split()[1].rstrip(";")))
+    assert seen == sorted(seen) and len(set(seen)) == len(seen)
 
 
 def test_failed_write_leaves_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

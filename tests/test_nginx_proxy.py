@@ -15,7 +15,9 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -60,11 +62,15 @@ class Recorder(http.server.BaseHTTPRequestHandler):
         pass
 
 
+STACK = "hosts: [mlflow.example.com]\nauth:\n  bcrypt_cost: 4\n"
+
+
 @pytest.fixture
-def proxy(project: Path, tmp_path_factory) -> Iterator[dict]:
-    """nginx with the rendered config on a free port, one user, the Recorder behind it."""
+def proxy(project: Path, tmp_path_factory, request) -> Iterator[dict]:
+    """nginx with the rendered config on a free port, one user, the Recorder behind it.
+    Parametrize indirectly with extra stack file lines to change settings."""
     stack_file = project / "stack" / "stack.yaml"
-    stack_file.write_text("hosts: [mlflow.example.com]\nauth: {bcrypt_cost: 4}\n")
+    stack_file.write_text(STACK + getattr(request, "param", ""))
     done = run_configgen(
         "htpasswd", "user", "add", "alice", "--password-stdin", cwd=project, stdin=PASSWORD
     )
@@ -81,8 +87,9 @@ def proxy(project: Path, tmp_path_factory) -> Iterator[dict]:
     (conf / "secrets").symlink_to(project / "secrets" / "nginx")
     port = free_port()
     loaded = stack.read(stack_file)
+    run_dir = Path(tempfile.mkdtemp(dir="/dev/shm"))
     runtime = nginx.local_runtime(
-        conf, conf / "logs", f"127.0.0.1:{port}", f"127.0.0.1:{upstream.server_port}"
+        conf, conf / "logs", run_dir, f"127.0.0.1:{port}", f"127.0.0.1:{upstream.server_port}"
     )
     files = render.nginx_outputs(loaded, runtime, ".")
     render.write(render.render(loaded, files), conf)
@@ -112,10 +119,14 @@ def proxy(project: Path, tmp_path_factory) -> Iterator[dict]:
             assert server.poll() is None, server.stderr.read()
             assert time.monotonic() < deadline, "nginx did not start"
             time.sleep(0.05)
-    yield {"port": port, "seen": Recorder.seen, "logs": conf / "logs"}
+    yield {
+        "port": port, "seen": Recorder.seen, "logs": conf / "logs", "server": server,
+        "project": project, "conf": conf, "run_dir": run_dir,
+    }  # fmt: skip
     server.send_signal(signal.SIGQUIT)  # graceful: flushes the access log
     server.wait(timeout=10)
     upstream.shutdown()
+    shutil.rmtree(run_dir)
 
 
 def request(
@@ -125,11 +136,13 @@ def request(
     method: str = "GET",
     body: bytes | None = None,
     host: str = "mlflow.example.com",
+    source: str = "127.0.0.1",
+    headers: dict | None = None,
 ) -> http.client.HTTPResponse:
-    headers = {"Host": host}
+    headers = {"Host": host, **(headers or {})}
     if auth:
         headers["Authorization"] = "Basic " + base64.b64encode(":".join(auth).encode()).decode()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30, source_address=(source, 0))
     conn.request(method, path, body=body, headers=headers)
     response = conn.getresponse()
     response.read()
@@ -228,3 +241,139 @@ def test_python_clients_are_kept_to_proxied_artifact_transfers(proxy: dict):
     ui = request(proxy["port"], "/ajax-api/3.0/mlflow/server-info", ("alice", PASSWORD))
     assert ui.status == 200
     assert proxy["seen"][-1]["path"] == "/ajax-api/3.0/mlflow/server-info"
+
+
+# -- the cached verification (docs/auth.md) ---------------------------------------------------
+
+BOB = ("bob", "another long passphrase")
+
+
+def checks(proxy: dict) -> list[str]:
+    """The verifier's log: one line per bcrypt check (cache miss)."""
+    time.sleep(0.1)
+    path = proxy["logs"] / "nginx-auth.log"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def reload(proxy: dict) -> None:
+    proxy["server"].send_signal(signal.SIGHUP)
+    time.sleep(0.5)  # the new workers take over
+
+
+def test_a_valid_credential_is_hashed_once(proxy: dict):
+    for _ in range(20):
+        assert request(proxy["port"], "/x", ("alice", PASSWORD)).status == 200
+    for _ in range(5):
+        assert request(proxy["port"], "/x", ("alice", PASSWORD), "POST", b"{}").status == 200
+    lines = checks(proxy)
+    assert len(lines) == 1, lines
+    assert 'user="alice" status=200' in lines[0]
+
+
+def test_failures_are_never_cached(proxy: dict):
+    for _ in range(3):
+        assert request(proxy["port"], "/x", ("alice", "a wrong guess")).status == 401
+    assert [line.split()[-2] for line in checks(proxy)] == ["status=401"] * 3
+
+
+@pytest.mark.parametrize(
+    "proxy",
+    ["  verify_rate_per_client: 1\n  verify_burst: 3\n  verify_rate_total: 100\n"],
+    indirect=True,
+)
+def test_misses_are_limited_per_client_and_cached_users_are_not(proxy: dict):
+    stack_text = (proxy["project"] / "stack" / "stack.yaml").read_text()
+    assert "verify_rate_per_client: 1" in stack_text
+    assert request(proxy["port"], "/x", ("alice", PASSWORD)).status == 200  # now cached
+    codes = [request(proxy["port"], "/x", ("alice", f"guess {i}")).status for i in range(12)]
+    assert codes == [401] * 12
+    lines = checks(proxy)
+    rejected = [line for line in lines if "limit=REJECTED" in line]
+    hashed = [line for line in lines if "limit=PASSED" in line]
+    assert 3 <= len(hashed) <= 6 and len(rejected) >= 6, lines  # burst 3, then about 1/s
+    # The cached user is not throttled, and another client address has its own allowance.
+    assert all(request(proxy["port"], "/x", ("alice", PASSWORD)).status == 200 for _ in range(10))
+    assert request(proxy["port"], "/x", ("carol", "x"), source="127.0.0.2").status == 401
+    assert "client=127.0.0.2" in checks(proxy)[-1]
+    assert "limit=PASSED" in checks(proxy)[-1]
+
+
+@pytest.mark.parametrize(
+    "proxy",
+    ["  verify_rate_per_client: 100\n  verify_burst: 2\n  verify_rate_total: 1\n"],
+    indirect=True,
+)
+def test_misses_are_limited_in_all(proxy: dict):
+    sources = [f"127.0.0.{i}" for i in range(2, 10)]
+    for source in sources:
+        request(proxy["port"], "/x", ("alice", "wrong"), source=source)
+    lines = checks(proxy)
+    assert len({line.split()[1] for line in lines}) == len(sources)  # eight clients ...
+    assert sum("limit=PASSED" in line for line in lines) <= 4  # ... share one allowance
+
+
+def test_x_forwarded_for_from_an_untrusted_peer_is_ignored(proxy: dict):
+    request(proxy["port"], "/x", ("alice", "wrong"), headers={"X-Forwarded-For": "198.51.100.7"})
+    request(proxy["port"], "/x", ("alice", "wrong"), headers={"X-MLflow-Auth-Client": "10.9.9.9"})
+    assert [line.split()[1] for line in checks(proxy)] == ["client=127.0.0.1"] * 2
+
+
+@pytest.mark.parametrize("proxy", ["proxy: {trusted_proxies: [127.0.0.0/8]}\n"], indirect=True)
+def test_x_forwarded_for_from_a_trusted_load_balancer_names_the_client(proxy: dict):
+    request(proxy["port"], "/x", ("alice", "wrong"), headers={"X-Forwarded-For": "198.51.100.7"})
+    assert checks(proxy)[-1].split()[1] == "client=198.51.100.7"
+
+
+@pytest.mark.parametrize("proxy", ["  cache_seconds: 2\n"], indirect=True)
+def test_removal_applies_at_once_with_reload_and_within_the_lifetime_without(proxy: dict):
+    project = proxy["project"]
+    add = run_configgen("htpasswd", "user", "add", BOB[0], "--password-stdin", cwd=project,
+                        stdin=BOB[1])  # fmt: skip
+    assert add.returncode == 0, add.stderr
+    cached_at = time.monotonic()
+    assert request(proxy["port"], "/x", ("alice", PASSWORD)).status == 200
+    assert request(proxy["port"], "/x", BOB).status == 200
+
+    # Without a reload the cached success stands until it expires: nginx counts whole
+    # seconds, so after cache_seconds and at most one more.
+    assert run_configgen("htpasswd", "user", "remove", "alice", cwd=project).returncode == 0
+    assert request(proxy["port"], "/x", ("alice", PASSWORD)).status == 200
+    time.sleep(cached_at + 3.1 - time.monotonic())
+    assert request(proxy["port"], "/x", ("alice", PASSWORD)).status == 401
+
+    # With a reload (a new generation in the cache key) the change is immediate ...
+    assert request(proxy["port"], "/x", BOB).status == 200  # cached again
+    passwd = run_configgen("htpasswd", "user", "passwd", BOB[0], "--password-stdin",
+                           cwd=project, stdin="a brand new passphrase")  # fmt: skip
+    assert passwd.returncode == 0
+    reload(proxy)
+    assert request(proxy["port"], "/x", BOB).status == 401
+    assert request(proxy["port"], "/x", (BOB[0], "a brand new passphrase")).status == 200
+
+    # ... even when the users file ends up as it was at the last reload: a user added and
+    # cached without a reload, then removed with one.
+    carol = ("carol", "yet another passphrase")
+    add = run_configgen("htpasswd", "user", "add", carol[0], "--password-stdin", cwd=project,
+                        stdin=carol[1])  # fmt: skip
+    assert add.returncode == 0
+    assert request(proxy["port"], "/x", carol).status == 200  # cached
+    assert run_configgen("htpasswd", "user", "remove", carol[0], cwd=project).returncode == 0
+    reload(proxy)
+    assert request(proxy["port"], "/x", carol).status == 401
+
+
+def test_cached_credentials_live_only_on_tmpfs(proxy: dict):
+    assert request(proxy["port"], "/x", ("alice", PASSWORD)).status == 200
+    token = base64.b64encode(f"alice:{PASSWORD}".encode())
+    mounts = {
+        line.split()[1]: line.split()[2] for line in Path("/proc/mounts").read_text().splitlines()
+    }
+    assert mounts.get("/dev/shm") == "tmpfs"
+    cache = Path(proxy["run_dir"]) / "auth-cache"
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+    entries = [p for p in cache.rglob("*") if p.is_file()]
+    assert len(entries) == 1 and token in entries[0].read_bytes()  # hence tmpfs, private
+    for folder in (proxy["conf"], proxy["project"]):
+        for path in Path(folder).rglob("*"):
+            if path.is_file():
+                assert token not in path.read_bytes(), path

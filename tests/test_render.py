@@ -12,7 +12,13 @@ import pytest
 from configgen import render, stack
 from tests.support import REPO, Configgen, run_configgen, snapshot
 
-NGINX_FILES = ["nginx.conf", "mlflow-http.conf", "mlflow-server.conf", "mlflow-proxy.conf"]
+NGINX_FILES = [
+    "nginx.conf",
+    "mlflow-http.conf",
+    "mlflow-server.conf",
+    "mlflow-proxy.conf",
+    "mlflow-verifier.conf",
+]
 RENDERED = [*(f"nginx/{n}" for n in NGINX_FILES), "compose/production.yml", "compose/.env"]
 
 
@@ -53,7 +59,8 @@ def test_changed_stack_file_renders_a_valid_config(tmp_path: Path):
     files = rendered(
         "hosts: [mlflow.example.com, ml.example.org]\n"
         "proxy: {max_body_size: 0, timeout_seconds: 3600}\n"
-        "auth: {realm: Team ML, htpasswd: /etc/users/team.htpasswd}\n"
+        "auth: {realm: Team ML, htpasswd: /etc/users/team.htpasswd, cache_seconds: 300,"
+        " verify_rate_per_client: 7, verify_rate_total: 20, verify_burst: 1}\n"
         "mlflow: {port: 5555}\n"
     )
     for name, text in files.items():
@@ -64,8 +71,15 @@ def test_changed_stack_file_renders_a_valid_config(tmp_path: Path):
     assert "default mlflow:5555;" in files["nginx/nginx.conf"]
     assert "client_max_body_size 0;" in files["nginx/mlflow-proxy.conf"]
     assert "proxy_read_timeout 3600s;" in files["nginx/mlflow-proxy.conf"]
-    assert 'auth_basic "Team ML";' in files["nginx/mlflow-server.conf"]
-    assert "auth_basic_user_file secrets/team.htpasswd;" in files["nginx/mlflow-server.conf"]
+    verifier = files["nginx/mlflow-verifier.conf"]
+    assert 'auth_basic "Team ML";' in verifier
+    assert "auth_basic_user_file secrets/team.htpasswd;" in verifier
+    assert "limit_req zone=mlflow_auth_client burst=1 nodelay;" in verifier
+    assert "proxy_cache_valid 200 300s;" in files["nginx/mlflow-server.conf"]
+    http = files["nginx/mlflow-http.conf"]
+    assert "zone=mlflow_auth_client:1m rate=7r/s;" in http
+    assert "zone=mlflow_auth_total:64k rate=20r/s;" in http
+    assert "inactive=300s" in files["nginx/nginx.conf"]
 
 
 # -- determinism and drift ------------------------------------------------------------------
@@ -112,7 +126,7 @@ def test_check_lists_every_file_that_drifted(configgen: Configgen, project: Path
     )
 
     server = project / "nginx" / "mlflow-server.conf"
-    server.write_text(server.read_text().replace("auth_basic_user_file", "#auth_basic_user_file"))
+    server.write_text(server.read_text().replace("auth_request", "#auth_request"))
     (project / "nginx" / "mlflow-http.conf").unlink()
     before = snapshot(project)
     drifted = configgen("render", "--check")
@@ -150,31 +164,76 @@ def test_nginx_conf():
     assert "resolver 127.0.0.11 valid=10s ipv6=off;" in text
     assert re.search(r"map \$host \$mlflow_upstream \{\s+default mlflow:5000;\s+\}", text)
     assert "access_log /dev/stdout mlflow_stack;" in text
+    # The verifier on a unix socket, its cache on the tmpfs compose mounts at /var/lib/nginx.
+    assert "proxy_cache_path /var/lib/nginx/mlflow-auth levels=1:2 keys_zone=mlflow_auth:1m" in text
+    assert "server unix:/run/mlflow-auth.sock;" in text
+    assert "listen unix:/run/mlflow-auth.sock;" in text
+    assert "include mlflow-verifier.conf;" in text
 
 
 def test_mlflow_http_conf_never_logs_credentials():
     text = rendered()["nginx/mlflow-http.conf"]
-    log_format = text[text.index("log_format") :]
-    assert "$remote_user" in log_format
-    assert "authorization" not in log_format.lower()
-    assert "$http_" in log_format  # headers are logged, but only named, harmless ones
-    assert set(re.findall(r"\$http_\w+", log_format)) == {"$http_referer", "$http_user_agent"}
+    for name in ("mlflow_stack", "mlflow_auth"):
+        log_format = text[text.index(f"log_format {name}") :].split(";")[0]
+        assert "$remote_user" in log_format
+        assert "authorization" not in log_format.lower()
+        assert set(re.findall(r"\$http_\w+", log_format)) <= {
+            "$http_referer", "$http_user_agent", "$http_x_mlflow_auth_client"
+        }  # fmt: skip
+
+
+def test_mlflow_http_conf_limits_generation_and_trusted_proxies():
+    text = rendered()["nginx/mlflow-http.conf"]
+    assert "limit_req_zone $http_x_mlflow_auth_client zone=mlflow_auth_client:1m rate=2r/s;" in text
+    assert "rate=4r/s;" in text
+    assert re.search(
+        r'map "generation" \$mlflow_auth_generation \{\s+include secrets/\*\.generation;', text
+    )
+    assert "set_real_ip_from" not in text  # no X-Forwarded-For believed by default
+    trusted = rendered("proxy: {trusted_proxies: [10.0.0.0/16, 192.0.2.7]}")[
+        "nginx/mlflow-http.conf"
+    ]
+    assert "set_real_ip_from 10.0.0.0/16;\nset_real_ip_from 192.0.2.7;" in trusted
+    assert "real_ip_header X-Forwarded-For;" in trusted
 
 
 def test_mlflow_server_conf_health_open_everything_else_authenticated():
     text = rendered()["nginx/mlflow-server.conf"]
     assert "server_tokens off;" in text
     health = text[text.index("location = /health") :].split("}")[0]
-    assert "auth_basic off;" in health
+    assert "auth_basic off;" not in health and "auth_request" not in health
     assert "include mlflow-proxy.conf;" in health
     root = text[text.index("location / {") :].split("}")[0]
-    assert 'auth_basic "MLflow";' in root
-    assert "auth_basic_user_file secrets/htpasswd;" in root
+    assert "auth_request /_mlflow_auth;" in root
     assert "include mlflow-proxy.conf;" in root
-    assert len(re.findall(r"^location ", text, re.MULTILINE)) == 3
+    auth = text[text.index("location = /_mlflow_auth") :].split("}")[0]
+    for directive in (
+        "internal;",
+        "proxy_pass http://mlflow_auth_verifier;",
+        "proxy_pass_request_body off;",
+        "proxy_set_header X-MLflow-Auth-Client $remote_addr;",
+        "proxy_cache mlflow_auth;",
+        'proxy_cache_key "$mlflow_auth_generation $http_authorization";',
+        "proxy_cache_valid 200 60s;",  # successes only
+        "proxy_cache_lock on;",
+    ):
+        assert directive in auth, directive
+    assert len(re.findall(r"^location ", text, re.MULTILINE)) == 4
     assert "return 200" not in text  # it would answer before auth_basic runs
     server_info = text[text.index("location = /api/3.0/mlflow/server-info") :].split("}")[0]
     assert "return 404;" in server_info
+
+
+def test_mlflow_verifier_conf_limits_before_it_hashes():
+    text = rendered()["nginx/mlflow-verifier.conf"]
+    body = text[text.index("location / {") :]
+    order = [body.index(d) for d in ("limit_req zone=mlflow_auth_client burst=5 nodelay;",
+                                     "limit_req zone=mlflow_auth_total burst=5 nodelay;",
+                                     'auth_basic "MLflow";', "empty_gif;")]  # fmt: skip
+    assert order == sorted(order)
+    assert "limit_req_status 401;" in body
+    assert "auth_basic_user_file secrets/htpasswd;" in body
+    assert "return " not in body
 
 
 @pytest.mark.parametrize(

@@ -55,26 +55,31 @@ def test_foreground_stops_every_child_on_signal(project: Path, signum: int):
         [sys.executable, "-m", "configgen", "up", "--port", str(port)],
         cwd=project, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    output = []
-    for line in up.stdout:
-        output.append(line)
-        if line.startswith("stop it with Ctrl-C"):
-            break
-    assert up.poll() is None, "".join(output)
-    assert "created the first user: admin, password: " in "".join(output)
-    assert f"  export MLFLOW_TRACKING_URI=http://127.0.0.1:{port}\n" in output
-    family = descendants(up.pid)
-    assert len(family) >= 4, family  # mlflow server, uvicorn and its workers, nginx and workers
+    try:
+        output = []
+        for line in up.stdout:
+            output.append(line)
+            if line.startswith("stop it with Ctrl-C"):
+                break
+        assert up.poll() is None, "".join(output)
+        assert "created the first user: admin, password: " in "".join(output)
+        assert f"  export MLFLOW_TRACKING_URI=http://127.0.0.1:{port}\n" in output
+        family = descendants(up.pid)
+        assert len(family) >= 4, family  # mlflow server, uvicorn and its workers, nginx and workers
 
-    up.send_signal(signum)
-    assert up.wait(timeout=30) == 0
-    rest = up.stdout.read()
-    assert f"stopped ({signal.Signals(signum).name})" in rest
-    time.sleep(0.5)
-    assert [pid for pid in family if alive(pid)] == []
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT, as nginx
-        s.bind(("127.0.0.1", port))  # nothing listens there any more
+        up.send_signal(signum)
+        assert up.wait(timeout=30) == 0
+        rest = up.stdout.read()
+        assert f"stopped ({signal.Signals(signum).name})" in rest
+        time.sleep(0.5)
+        assert [pid for pid in family if alive(pid)] == []
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT, as nginx
+            s.bind(("127.0.0.1", port))  # nothing listens there any more
+    finally:
+        if up.poll() is None:  # a failed assertion must not leave the stack running
+            up.kill()
+            up.wait()
 
 
 def test_detach_restart_and_down(tmp_path: Path):
