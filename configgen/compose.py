@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from configgen import mlflow_server, nginx
+from configgen import mlflow_server, nginx, reload
 from configgen.servicesecrets import SECRETS
 from configgen.stack import Project
+
+if TYPE_CHECKING:
+    import docker
 
 COMPOSE_FILE = "compose/production.yml"
 # Compose reads .env from the compose file's folder, whatever the current folder is.
@@ -71,6 +75,11 @@ def context(project: Project) -> dict[str, object]:
     }
 
 
+def _workers(container: docker.models.containers.Container) -> set[str]:
+    listing = container.top(ps_args="-eo pid,args")
+    return {p[0] for p in listing["Processes"] if "worker process" in p[-1]}
+
+
 def reload_nginx(project: Project) -> list[str]:
     """SIGHUP to the running nginx containers of this stack's compose project, through the
     Docker Engine API; returns their names (none when Docker or the stack is not running)."""
@@ -88,7 +97,9 @@ def reload_nginx(project: Project) -> list[str]:
             }
         )
         for container in containers:
-            container.kill(signal="SIGHUP")
+            reload.reload_and_wait(
+                lambda c=container: _workers(c), lambda c=container: c.kill(signal="SIGHUP")
+            )
     except DockerException:
         return []
     return [c.name for c in containers]

@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from configgen import bucket, htpasswd, mlflow_server, nginx, render, stores
+from configgen import bucket, htpasswd, mlflow_server, nginx, reload, render, stores
 from configgen.errors import StackFailed, UsageError
 from configgen.fileio import make_private_dirs
 from configgen.stack import Project
@@ -383,12 +383,30 @@ def _running(pid: int) -> bool:
     return state != "Z"
 
 
+def _children(pid: int, marker: str) -> set[int]:
+    """Processes whose parent is `pid` and whose title contains `marker`, read from /proc."""
+    found = set()
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat_file.read_text().rsplit(")", 1)[1].split()[1])
+            title = (stat_file.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid and marker.encode() in title:
+            found.add(int(stat_file.parent.name))
+    return found
+
+
 def reload_nginx(data: DataDir) -> bool:
-    """Make the local nginx re-read its configuration; False if no stack runs from `data`."""
+    """Make the local nginx re-read its configuration, and return once its old workers are
+    gone; False if no stack runs from `data`."""
     if data.running_pid() is None:
         return False
     try:
-        os.kill(int((data.nginx / "nginx.pid").read_text().strip()), signal.SIGHUP)
+        master = int((data.nginx / "nginx.pid").read_text().strip())
+        reload.reload_and_wait(
+            lambda: _children(master, "worker process"), lambda: os.kill(master, signal.SIGHUP)
+        )
     except (FileNotFoundError, ValueError, ProcessLookupError):
         return False
     return True

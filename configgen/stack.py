@@ -179,11 +179,12 @@ class Auth:
     min_password_length: int = setting(12, Int(8, 72))
     # A verified user:password is trusted this long before bcrypt checks it again.
     cache_seconds: int = setting(60, Int(1, 3600))
-    # bcrypt checks (cache misses: new, expired or wrong credentials) allowed per second, per
-    # client address and in all, beyond a burst; more are refused (401) without hashing.
-    verify_rate_per_client: int = setting(2, Int(1, 1000))
+    # bcrypt checks (cache misses: new, expired or wrong credentials) per second, per client
+    # address and in all. Beyond the rate up to verify_burst checks wait their turn; more are
+    # refused (401) without hashing.
+    verify_rate_per_client: int = setting(1, Int(1, 1000))
     verify_rate_total: int = setting(4, Int(1, 1000))
-    verify_burst: int = setting(5, Int(1, 1000))
+    verify_burst: int = setting(20, Int(4, 1000))
 
 
 @dataclass(frozen=True)

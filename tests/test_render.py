@@ -60,7 +60,7 @@ def test_changed_stack_file_renders_a_valid_config(tmp_path: Path):
         "hosts: [mlflow.example.com, ml.example.org]\n"
         "proxy: {max_body_size: 0, timeout_seconds: 3600}\n"
         "auth: {realm: Team ML, htpasswd: /etc/users/team.htpasswd, cache_seconds: 300,"
-        " verify_rate_per_client: 7, verify_rate_total: 20, verify_burst: 1}\n"
+        " verify_rate_per_client: 7, verify_rate_total: 20, verify_burst: 9}\n"
         "mlflow: {port: 5555}\n"
     )
     for name, text in files.items():
@@ -74,7 +74,7 @@ def test_changed_stack_file_renders_a_valid_config(tmp_path: Path):
     verifier = files["nginx/mlflow-verifier.conf"]
     assert 'auth_basic "Team ML";' in verifier
     assert "auth_basic_user_file secrets/team.htpasswd;" in verifier
-    assert "limit_req zone=mlflow_auth_client burst=1 nodelay;" in verifier
+    assert "limit_req zone=mlflow_auth_client burst=9 delay=3;" in verifier
     assert "proxy_cache_valid 200 300s;" in files["nginx/mlflow-server.conf"]
     http = files["nginx/mlflow-http.conf"]
     assert "zone=mlflow_auth_client:1m rate=7r/s;" in http
@@ -184,7 +184,7 @@ def test_mlflow_http_conf_never_logs_credentials():
 
 def test_mlflow_http_conf_limits_generation_and_trusted_proxies():
     text = rendered()["nginx/mlflow-http.conf"]
-    assert "limit_req_zone $http_x_mlflow_auth_client zone=mlflow_auth_client:1m rate=2r/s;" in text
+    assert "limit_req_zone $http_x_mlflow_auth_client zone=mlflow_auth_client:1m rate=1r/s;" in text
     assert "rate=4r/s;" in text
     assert re.search(
         r'map "generation" \$mlflow_auth_generation \{\s+include secrets/\*\.generation;', text
@@ -227,8 +227,8 @@ def test_mlflow_server_conf_health_open_everything_else_authenticated():
 def test_mlflow_verifier_conf_limits_before_it_hashes():
     text = rendered()["nginx/mlflow-verifier.conf"]
     body = text[text.index("location / {") :]
-    order = [body.index(d) for d in ("limit_req zone=mlflow_auth_client burst=5 nodelay;",
-                                     "limit_req zone=mlflow_auth_total burst=5 nodelay;",
+    order = [body.index(d) for d in ("limit_req zone=mlflow_auth_client burst=20 delay=3;",
+                                     "limit_req zone=mlflow_auth_total burst=20 delay=3;",
                                      'auth_basic "MLflow";', "empty_gif;")]  # fmt: skip
     assert order == sorted(order)
     assert "limit_req_status 401;" in body

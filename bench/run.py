@@ -1,0 +1,489 @@
+#!/usr/bin/env python3
+"""What authentication costs: the stack's cached checks against the alternatives, in one run.
+
+    python bench/run.py [--quick] [--json PATH]
+
+Starts on loopback one MLflow server (SQLite, 2 workers) and, in front of it, the variants:
+
+    direct             MLflow alone
+    proxy              nginx, no auth (the stack's proxy settings)
+    basic-bcrypt12     nginx with plain auth_basic on a bcrypt cost-12 file
+    stack              the stack's own rendered configuration (cached checks), cost 12
+    mlflow-basic-auth  MLflow's own `--app-name basic-auth` (a second MLflow server)
+
+and measures, with wrk (8 connections), GET experiments/get and POST runs/log-metric; then a
+200 MB artifact up and down with the MLflow client through `stack` and `direct`; then `stack`
+for a valid user, and /health, while a second client floods wrong passwords from another
+address as fast as it can. Prints a Markdown table and the targets, as ratios measured in this
+run; --json writes the figures. Needs wrk (`apt-get install wrk`) and `pip install '.[test]'`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import multiprocessing
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+
+from configgen import htpasswd, mlflow_server, nginx, render, stack
+
+CONNECTIONS = 8
+USER, PASSWORD = "bench", "bench-password-0123456789"
+ADMIN_PASSWORD = "bench-admin-password-0123456789"
+ARTIFACT_MB = 200
+FLOOD_SOURCE = "127.0.0.2"  # the flood comes from another address than the valid client
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def wait_until(url: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return  # it answers (401 from an auth variant counts)
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                sys.exit(f"bench: {process.args[0]} did not start; see {log}")
+            time.sleep(0.2)
+
+
+def start(argv: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
+    with log.open("ab") as out:
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)  # fmt: skip
+
+
+def api(base: str, path: str, body: dict | None = None, auth: str | None = None) -> dict:
+    request = urllib.request.Request(
+        base + path, data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json", **({"Authorization": auth} if auth else {})},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read() or b"{}")
+
+
+# -- the variants -------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, work: Path, stack_file: Path, exits: ExitStack) -> None:
+        self.work = work
+        self.exits = exits
+        self.project = stack.read(stack_file)
+        self.users = work / "secrets" / "htpasswd"
+        self.users.parent.mkdir(mode=0o750)
+        htpasswd.add(self.users, USER, htpasswd.hash_password(PASSWORD, 12))
+        self.auth = basic(USER, PASSWORD)
+        self.urls: dict[str, str] = {}
+        self.auth_for: dict[str, str | None] = {}
+
+    def keep(self, process: subprocess.Popen) -> None:
+        def stop() -> None:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+        self.exits.callback(stop)
+
+    def mlflow(self, name: str, extra: list[str], env: dict | None = None) -> str:
+        port = free_port()
+        data = self.work / name
+        data.mkdir()
+        args = mlflow_server.server_args(
+            self.project.stack, host="127.0.0.1", port=port,
+            backend_uri=f"sqlite:///{data / 'mlflow.db'}",
+            artifacts_destination=(data / "artifacts").as_uri(),
+        )  # fmt: skip
+        environment = {**os.environ, **mlflow_server.SERVER_ENVIRONMENT, **(env or {})}
+        log = self.work / f"{name}.log"
+        process = start([sys.executable, "-m", "mlflow", *args, *extra], log, environment)
+        self.keep(process)
+        url = f"http://127.0.0.1:{port}"
+        wait_until(f"{url}/health", process, log)
+        return url
+
+    def nginx(self, name: str, upstream: str, location: str | None) -> str:
+        """An nginx variant; `location` None means the stack's own rendered configuration."""
+        conf = self.work / f"nginx-{name}"
+        (conf / "logs").mkdir(parents=True)
+        (conf / "tmp").mkdir()
+        (conf / "secrets").symlink_to(self.users.parent)
+        run_dir = Path(tempfile.mkdtemp(dir="/dev/shm", prefix="bench-"))
+        self.exits.callback(shutil.rmtree, run_dir, ignore_errors=True)
+        port = free_port()
+        runtime = nginx.local_runtime(conf, conf / "logs", run_dir, f"127.0.0.1:{port}",
+                                      upstream.removeprefix("http://"))  # fmt: skip
+        files = render.nginx_outputs(self.project, runtime, ".")
+        render.write(render.render(self.project, files), conf)
+        if location is not None:  # the same proxy settings, other auth
+            main = (conf / "nginx.conf").read_text()
+            main = main.replace("include mlflow-server.conf;", location)
+            (conf / "nginx.conf").write_text(main)
+        nginx_bin = shutil.which("nginx", path=os.environ["PATH"] + ":/usr/sbin") or "nginx"
+        log = conf / "logs" / "stderr.log"
+        process = start([nginx_bin, "-p", f"{conf}/", "-c", str(conf / "nginx.conf"), "-e",
+                         str(conf / "logs" / "error.log"), "-g", "daemon off;"], log)  # fmt: skip
+        self.keep(process)
+        url = f"http://127.0.0.1:{port}"
+        wait_until(f"{url}/health", process, log)
+        return url
+
+
+def no_auth_location() -> str:
+    return "location / { include mlflow-proxy.conf; }"
+
+
+def plain_basic_location(realm: str) -> str:
+    return (
+        f'location / {{ auth_basic "{realm}"; auth_basic_user_file secrets/htpasswd; '
+        "include mlflow-proxy.conf; }"
+    )
+
+
+# -- measuring ------------------------------------------------------------------------------
+
+WRK_SCRIPT = """
+wrk.method = "{method}"
+wrk.body = {body}
+wrk.headers["Content-Type"] = "application/json"
+{auth}
+"""
+
+
+def wrk(url: str, method: str, body: str | None, auth: str | None, seconds: float,
+        work: Path) -> dict[str, float]:  # fmt: skip
+    script = work / f"wrk-{os.getpid()}-{time.monotonic_ns()}.lua"
+    script.write_text(WRK_SCRIPT.format(
+        method=method, body=json.dumps(body) if body else "nil",
+        auth=f'wrk.headers["Authorization"] = "{auth}"' if auth else "",
+    ))  # fmt: skip
+    done = subprocess.run(
+        ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    out = done.stdout
+    failed = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: .*", out)
+
+    def ms(label: str) -> float:
+        value, unit = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]),
+        "p50_ms": ms("50"),
+        "p99_ms": ms("99"),
+        "failed": int(failed[1]) if failed else 0,
+        "socket_errors": errors[0] if errors else "",
+    }
+
+
+def measure_variant(url: str, auth: str | None, run_id: str, seconds: float,
+                    work: Path) -> dict[str, float]:  # fmt: skip
+    get = wrk(f"{url}/api/2.0/mlflow/experiments/get?experiment_id=0", "GET", None, auth,
+              seconds, work)  # fmt: skip
+    body = json.dumps({"run_id": run_id, "key": "loss", "value": 0.5, "timestamp": 0, "step": 0})
+    post = wrk(f"{url}/api/2.0/mlflow/runs/log-metric", "POST", body, auth, seconds, work)
+    result = {f"get_{k}": v for k, v in get.items()} | {f"post_{k}": v for k, v in post.items()}
+    return result
+
+
+def artifact_throughput(url: str, auth: tuple[str, str] | None, work: Path) -> tuple[float, float]:
+    """Upload and download of one ARTIFACT_MB file with the MLflow client, in MB/s."""
+    from mlflow import MlflowClient
+
+    if auth:
+        os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = auth
+    else:
+        os.environ.pop("MLFLOW_TRACKING_USERNAME", None)
+        os.environ.pop("MLFLOW_TRACKING_PASSWORD", None)
+    client = MlflowClient(tracking_uri=url)
+    run_id = client.create_run("0").info.run_id
+    blob = work / "artifact.bin"
+    if not blob.exists():
+        blob.write_bytes(os.urandom(ARTIFACT_MB * 1024 * 1024))
+    started = time.perf_counter()
+    client.log_artifact(run_id, str(blob))
+    up = ARTIFACT_MB / (time.perf_counter() - started)
+    target = Path(tempfile.mkdtemp(dir=work))
+    started = time.perf_counter()
+    client.download_artifacts(run_id, "artifact.bin", str(target))
+    down = ARTIFACT_MB / (time.perf_counter() - started)
+    shutil.rmtree(target)
+    return up, down
+
+
+def flood_worker(url: str, seconds: float, counter: multiprocessing.Value) -> None:
+    """Wrong passwords, a new one each time (as a password guesser would), as fast as one
+    process can send them over keep-alive connections from FLOOD_SOURCE. It runs at the
+    lowest CPU priority: a real attacker spends its own CPU, not the server's, and this
+    bench measures what the flood costs the server."""
+    os.nice(19)
+    host, port = url.removeprefix("http://").split(":")
+    guesses = iter(range(10**12))
+
+    def request() -> bytes:
+        return (
+            f"GET /api/2.0/mlflow/experiments/get?experiment_id=0 HTTP/1.1\r\nHost: {host}\r\n"
+            f"Authorization: {basic(USER, f'guess-{next(guesses)}')}\r\n\r\n"
+        ).encode()
+
+    async def one(deadline: float) -> int:
+        sent = 0
+        while time.monotonic() < deadline:
+            reader, writer = await asyncio.open_connection(
+                host, int(port), local_addr=(FLOOD_SOURCE, 0)
+            )
+            try:
+                while time.monotonic() < deadline:
+                    writer.write(request())
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    length = int(re.search(rb"Content-Length: (\d+)", head, re.I)[1])
+                    await reader.readexactly(length)
+                    sent += 1
+                    if b"Connection: close" in head:
+                        break
+            except (ConnectionError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                writer.close()
+        return sent
+
+    async def main() -> int:
+        deadline = time.monotonic() + seconds
+        return sum(await asyncio.gather(*(one(deadline) for _ in range(16))))
+
+    with counter.get_lock():
+        counter.value += asyncio.run(main())
+
+
+def health_latencies(url: str, stop: threading.Event, out: list[float]) -> None:
+    while not stop.is_set():
+        started = time.perf_counter()
+        with urllib.request.urlopen(f"{url}/health", timeout=10):
+            pass
+        out.append((time.perf_counter() - started) * 1000)
+        time.sleep(0.02)
+
+
+def p99(values: list[float]) -> float:
+    return statistics.quantiles(values, n=100)[98] if len(values) >= 2 else float("nan")
+
+
+def flood(url: str, auth: str, seconds: float, work: Path) -> dict[str, float]:
+    """The valid user's throughput and /health's latency, without and then with the flood
+    (/health is probed in both phases, so that the two throughputs compare like for like)."""
+    get = f"{url}/api/2.0/mlflow/experiments/get?experiment_id=0"
+
+    def with_probe(measure: Callable[[], dict]) -> tuple[dict, list[float]]:
+        latencies: list[float] = []
+        stop = threading.Event()
+        prober = threading.Thread(target=health_latencies, args=(url, stop, latencies))
+        prober.start()
+        try:
+            return measure(), latencies
+        finally:
+            stop.set()
+            prober.join()
+
+    alone, quiet = with_probe(lambda: wrk(get, "GET", None, auth, seconds, work))
+    counter = multiprocessing.Value("q", 0)
+    flooder = multiprocessing.Process(target=flood_worker, args=(url, seconds + 2, counter))
+    flooder.start()
+    time.sleep(1)  # the flood is at full speed before measuring
+    during, loud = with_probe(lambda: wrk(get, "GET", None, auth, seconds, work))
+    flooder.join()
+    return {
+        "valid_rps_alone": alone["rps"],
+        "valid_rps_during_flood": during["rps"],
+        "valid_failed_during_flood": during["failed"],
+        "health_p99_ms_alone": round(p99(quiet), 1),
+        "health_p99_ms_during_flood": round(p99(loud), 1),
+        "health_probes": len(loud),
+        "flood_requests_per_s": round(counter.value / (seconds + 2), 1),
+    }
+
+
+# -- the report -------------------------------------------------------------------------------
+
+VARIANTS = ("direct", "proxy", "basic-bcrypt12", "stack", "mlflow-basic-auth")
+
+
+def targets(result: dict) -> list[tuple[str, float, str, bool]]:
+    v, a, f = result["variants"], result["artifact"], result["flood"]
+    rows = [
+        ("stack / proxy, GET", v["stack"]["get_rps"] / v["proxy"]["get_rps"], ">= 0.90"),
+        ("stack / proxy, POST", v["stack"]["post_rps"] / v["proxy"]["post_rps"], ">= 0.90"),
+        ("stack / basic-bcrypt12, GET",
+         v["stack"]["get_rps"] / v["basic-bcrypt12"]["get_rps"], ">= 10"),
+        ("upload through stack / direct", a["stack_up_MBps"] / a["direct_up_MBps"], ">= 0.80"),
+        ("download through stack / direct",
+         a["stack_down_MBps"] / a["direct_down_MBps"], ">= 0.80"),
+        ("valid rps during flood / alone",
+         f["valid_rps_during_flood"] / f["valid_rps_alone"], ">= 0.80"),
+        ("/health p99 during flood (ms)", f["health_p99_ms_during_flood"], "< 250"),
+        ("stack / direct, GET (stretch)", v["stack"]["get_rps"] / v["direct"]["get_rps"], "> 1"),
+        ("stack / direct, POST (stretch)",
+         v["stack"]["post_rps"] / v["direct"]["post_rps"], "> 1"),
+    ]  # fmt: skip
+    checked = []
+    for name, value, goal in rows:
+        op, bound = goal.split()
+        ok = {"<": value < float(bound), ">": value > float(bound), ">=": value >= float(bound)}[op]
+        checked.append((name, value, goal, ok))
+    return checked
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        "| variant | GET req/s | GET p50 ms | GET p99 ms "
+        "| POST req/s | POST p50 ms | POST p99 ms |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name in VARIANTS:
+        r = result["variants"][name]
+        lines.append(
+            f"| {name} | {r['get_rps']:.0f} | {r['get_p50_ms']:.1f} | {r['get_p99_ms']:.1f} "
+            f"| {r['post_rps']:.0f} | {r['post_p50_ms']:.1f} | {r['post_p99_ms']:.1f} |"
+        )
+    a, f = result["artifact"], result["flood"]
+    lines += [
+        "",
+        f"| {ARTIFACT_MB} MB artifact | up MB/s | down MB/s |",
+        "| --- | ---: | ---: |",
+        f"| direct | {a['direct_up_MBps']:.0f} | {a['direct_down_MBps']:.0f} |",
+        f"| stack | {a['stack_up_MBps']:.0f} | {a['stack_down_MBps']:.0f} |",
+        "",
+        f"Flood of wrong passwords ({f['flood_requests_per_s']:.0f} req/s from {FLOOD_SOURCE}): "
+        f"valid user {f['valid_rps_during_flood']:.0f} req/s (alone "
+        f"{f['valid_rps_alone']:.0f}), /health p99 {f['health_p99_ms_during_flood']:.0f} ms "
+        f"(alone {f['health_p99_ms_alone']:.0f}) over {f['health_probes']} probes.",
+        "",
+        "| target | measured | goal | met |",
+        "| --- | ---: | --- | --- |",
+    ]
+    for name, value, goal, ok in targets(result):
+        lines.append(f"| {name} | {value:.2f} | {goal} | {'yes' if ok else 'NO'} |")
+    return "\n".join(lines)
+
+
+def environment() -> dict[str, str]:
+    import mlflow
+
+    nginx_version = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
+        "python": platform.python_version(),
+        "mlflow": mlflow.__version__,
+        "nginx": nginx_version.strip().removeprefix("nginx version: "),
+        "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split()[1],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="3 s per measurement, not 15 s")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("bench: wrk is missing; install it with `apt-get install wrk`")
+    seconds = 3 if args.quick else 15
+
+    with ExitStack() as exits:
+        work = Path(exits.enter_context(tempfile.TemporaryDirectory(prefix="mlflow-bench-")))
+        stack_file = work / "stack.yaml"
+        stack_file.write_text("auth:\n  bcrypt_cost: 12\n")  # the default, spelled out
+        bench = Bench(work, stack_file, exits)
+        print("starting MLflow and the variants ...", file=sys.stderr)
+        direct = bench.mlflow("direct", [])
+        admin = basic("admin", ADMIN_PASSWORD)
+        auth_ini = work / "basic_auth.ini"
+        auth_ini.write_text(
+            "[mlflow]\ndefault_permission = READ\n"
+            f"database_uri = sqlite:///{work / 'basic_auth.db'}\nadmin_username = admin\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        )
+        mlflow_auth = bench.mlflow("mlflow-basic-auth", ["--app-name", "basic-auth"], {
+            "MLFLOW_AUTH_CONFIG_PATH": str(auth_ini),
+            "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": os.urandom(16).hex(),
+        })  # fmt: skip
+        urls = {
+            "direct": (direct, None),
+            "proxy": (bench.nginx("proxy", direct, no_auth_location()), None),
+            "basic-bcrypt12": (
+                bench.nginx("basic", direct, plain_basic_location("MLflow")),
+                bench.auth,
+            ),
+            "stack": (bench.nginx("stack", direct, None), bench.auth),
+            "mlflow-basic-auth": (mlflow_auth, admin),
+        }
+        runs = {
+            "direct": api(direct, "/api/2.0/mlflow/runs/create", {"experiment_id": "0"}),
+            "mlflow-basic-auth": api(
+                mlflow_auth, "/api/2.0/mlflow/runs/create", {"experiment_id": "0"}, admin
+            ),
+        }
+        result: dict = {"environment": environment(), "seconds": seconds, "variants": {}}
+        for name in VARIANTS:
+            url, auth = urls[name]
+            run = runs["mlflow-basic-auth" if name == "mlflow-basic-auth" else "direct"]
+            wrk(f"{url}/api/2.0/mlflow/experiments/get?experiment_id=0", "GET", None, auth, 1,
+                work)  # warm-up (and the first check of the credential)  # fmt: skip
+            print(f"measuring {name} ...", file=sys.stderr)
+            result["variants"][name] = measure_variant(url, auth, run["run"]["info"]["run_id"],
+                                                       seconds, work)  # fmt: skip
+        print("artifacts ...", file=sys.stderr)
+        stack_up, stack_down = artifact_throughput(urls["stack"][0], (USER, PASSWORD), work)
+        direct_up, direct_down = artifact_throughput(direct, None, work)
+        result["artifact"] = {
+            "stack_up_MBps": round(stack_up, 1), "direct_up_MBps": round(direct_up, 1),
+            "stack_down_MBps": round(stack_down, 1), "direct_down_MBps": round(direct_down, 1),
+        }  # fmt: skip
+        print("flood ...", file=sys.stderr)
+        result["flood"] = flood(urls["stack"][0], bench.auth, seconds, work)
+
+    for name, figures in result["variants"].items():
+        if figures["get_failed"] or figures["post_failed"]:
+            print(f"warning: {name} had failed requests: {figures}", file=sys.stderr)
+    print(markdown(result))
+    result["targets"] = {name: {"measured": round(value, 3), "goal": goal, "met": ok}
+                         for name, value, goal, ok in targets(result)}  # fmt: skip
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
