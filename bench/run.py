@@ -11,10 +11,11 @@ Starts on loopback one MLflow server (SQLite, 2 workers) and, in front of it, th
     stack              the stack's own rendered configuration (cached checks), cost 12
     mlflow-basic-auth  MLflow's own `--app-name basic-auth` (a second MLflow server)
 
-and measures, with wrk (8 connections), GET experiments/get and POST runs/log-metric; then a
-200 MB artifact up and down with the MLflow client through `stack` and `direct`; then `stack`
-for a valid user, and /health, while a second client floods wrong passwords from another
-address as fast as it can. Prints a Markdown table and the targets, as ratios measured in this
+and measures, with wrk (8 connections), GET experiments/get and POST runs/log-metric, the
+variants taking turns over several rounds (medians are reported); then a 200 MB artifact up
+and down with the MLflow client through `stack` and `direct`; then `stack` for a valid user,
+and /health, while a second client floods wrong passwords from another address as fast as it
+can. Prints a Markdown table and the targets, as ratios measured in this
 run; --json writes the figures. Needs wrk (`apt-get install wrk`) and `pip install '.[test]'`.
 """
 
@@ -48,6 +49,7 @@ CONNECTIONS = 8
 USER, PASSWORD = "bench", "bench-password-0123456789"
 ADMIN_PASSWORD = "bench-admin-password-0123456789"
 ARTIFACT_MB = 200
+ARTIFACT_ROUNDS = 3
 FLOOD_SOURCE = "127.0.0.2"  # the flood comes from another address than the valid client
 
 
@@ -413,12 +415,14 @@ def environment() -> dict[str, str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="3 s per measurement, not 15 s")
+    parser.add_argument(
+        "--quick", action="store_true", help="2 rounds of 2 s per measurement, not 3 of 5 s"
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("bench: wrk is missing; install it with `apt-get install wrk`")
-    seconds = 3 if args.quick else 15
+    rounds_count, seconds = (2, 2) if args.quick else (3, 5)
 
     with ExitStack() as exits:
         work = Path(exits.enter_context(tempfile.TemporaryDirectory(prefix="mlflow-bench-")))
@@ -455,24 +459,44 @@ def main() -> int:
                 mlflow_auth, "/api/2.0/mlflow/runs/create", {"experiment_id": "0"}, admin
             ),
         }
-        result: dict = {"environment": environment(), "seconds": seconds, "variants": {}}
-        for name in VARIANTS:
-            url, auth = urls[name]
-            run = runs["mlflow-basic-auth" if name == "mlflow-basic-auth" else "direct"]
+        result: dict = {
+            "environment": environment(), "rounds": rounds_count, "seconds_per_round": seconds,
+        }  # fmt: skip
+        for url, auth in urls.values():  # warm-up (and the first check of the credential)
             wrk(f"{url}/api/2.0/mlflow/experiments/get?experiment_id=0", "GET", None, auth, 1,
-                work)  # warm-up (and the first check of the credential)  # fmt: skip
-            print(f"measuring {name} ...", file=sys.stderr)
-            result["variants"][name] = measure_variant(url, auth, run["run"]["info"]["run_id"],
-                                                       seconds, work)  # fmt: skip
+                work)  # fmt: skip
+        # The variants take turns, round after round, so that a slow moment of this shared
+        # machine does not land on one of them only; each figure is the median of its rounds.
+        samples: dict[str, list[dict]] = {name: [] for name in VARIANTS}
+        for round_number in range(rounds_count):
+            print(f"round {round_number + 1} of {rounds_count} ...", file=sys.stderr)
+            order = (
+                VARIANTS[round_number % len(VARIANTS) :] + VARIANTS[: round_number % len(VARIANTS)]
+            )
+            for name in order:
+                url, auth = urls[name]
+                run = runs["mlflow-basic-auth" if name == "mlflow-basic-auth" else "direct"]
+                samples[name].append(
+                    measure_variant(url, auth, run["run"]["info"]["run_id"], seconds, work)
+                )
+        result["variants"] = {
+            name: {key: statistics.median(s[key] for s in rounds)
+                   for key in rounds[0] if key.endswith(("rps", "ms"))}
+            | {key: sum(s[key] for s in rounds) for key in ("get_failed", "post_failed")}
+            for name, rounds in samples.items()
+        }  # fmt: skip
         print("artifacts ...", file=sys.stderr)
-        stack_up, stack_down = artifact_throughput(urls["stack"][0], (USER, PASSWORD), work)
-        direct_up, direct_down = artifact_throughput(direct, None, work)
+        # One transfer varies a lot on a shared machine: the median of rounds, interleaved.
+        rounds = {"stack": [], "direct": []}
+        for _ in range(ARTIFACT_ROUNDS):
+            rounds["stack"].append(artifact_throughput(urls["stack"][0], (USER, PASSWORD), work))
+            rounds["direct"].append(artifact_throughput(direct, None, work))
         result["artifact"] = {
-            "stack_up_MBps": round(stack_up, 1), "direct_up_MBps": round(direct_up, 1),
-            "stack_down_MBps": round(stack_down, 1), "direct_down_MBps": round(direct_down, 1),
+            f"{name}_{way}_MBps": round(statistics.median(r[i] for r in rounds[name]), 1)
+            for name in ("stack", "direct") for i, way in enumerate(("up", "down"))
         }  # fmt: skip
         print("flood ...", file=sys.stderr)
-        result["flood"] = flood(urls["stack"][0], bench.auth, seconds, work)
+        result["flood"] = flood(urls["stack"][0], bench.auth, seconds * rounds_count, work)
 
     for name, figures in result["variants"].items():
         if figures["get_failed"] or figures["post_failed"]:

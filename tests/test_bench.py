@@ -1,0 +1,51 @@
+"""bench/run.py keeps working: it runs every variant and reports the figures it promises.
+No timing is asserted here (that is the bench's own job, as ratios in one run), but the
+stack must answer every authenticated request of the load and the flood with success."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support import REPO
+
+
+def test_bench_quick_run(tmp_path: Path):
+    assert shutil.which("wrk"), "tests/run.sh installs wrk"
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "run.py"), "--quick", "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(out.read_text())
+
+    variants = result["variants"]
+    assert set(variants) == {"direct", "proxy", "basic-bcrypt12", "stack", "mlflow-basic-auth"}
+    for name, figures in variants.items():
+        for key in (
+            "get_rps",
+            "get_p50_ms",
+            "get_p99_ms",
+            "post_rps",
+            "post_p50_ms",
+            "post_p99_ms",
+        ):
+            assert figures[key] > 0, (name, key)
+    # Under load the stack let every valid request through (no throttling of cached users).
+    assert variants["stack"]["get_failed"] == variants["stack"]["post_failed"] == 0
+    assert set(result["artifact"]) == {
+        "stack_up_MBps",
+        "direct_up_MBps",
+        "stack_down_MBps",
+        "direct_down_MBps",
+    }
+    flood = result["flood"]
+    assert flood["valid_failed_during_flood"] == 0
+    assert flood["health_probes"] > 10
+    assert {"valid_rps_alone", "valid_rps_during_flood", "health_p99_ms_during_flood"} <= set(flood)
+    assert len(result["targets"]) == 9
+    assert "| stack |" in done.stdout and "| target | measured | goal | met |" in done.stdout
