@@ -416,13 +416,15 @@ def environment() -> dict[str, str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--quick", action="store_true", help="2 rounds of 2 s per measurement, not 3 of 5 s"
+        "--quick", action="store_true", help="3 rounds of 2 s per measurement, not 6 of 5 s"
     )
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("bench: wrk is missing; install it with `apt-get install wrk`")
-    rounds_count, seconds = (2, 2) if args.quick else (3, 5)
+    # Consecutive 5 s runs of one variant differ by up to 15 % here: enough rounds for the
+    # medians to settle.
+    rounds_count, seconds = (3, 2) if args.quick else (6, 5)
 
     with ExitStack() as exits:
         work = Path(exits.enter_context(tempfile.TemporaryDirectory(prefix="mlflow-bench-")))
@@ -483,6 +485,11 @@ def main() -> int:
             name: {key: statistics.median(s[key] for s in rounds)
                    for key in rounds[0] if key.endswith(("rps", "ms"))}
             | {key: sum(s[key] for s in rounds) for key in ("get_failed", "post_failed")}
+            for name, rounds in samples.items()
+        }  # fmt: skip
+        result["rounds_rps"] = {
+            name: {"get": [round(s["get_rps"]) for s in rounds],
+                   "post": [round(s["post_rps"]) for s in rounds]}
             for name, rounds in samples.items()
         }  # fmt: skip
         print("artifacts ...", file=sys.stderr)
