@@ -39,7 +39,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -302,37 +301,46 @@ def p99(values: list[float]) -> float:
     return statistics.quantiles(values, n=100)[98] if len(values) >= 2 else float("nan")
 
 
-def flood(url: str, auth: str, seconds: float, work: Path) -> dict[str, float]:
-    """The valid user's throughput and /health's latency, without and then with the flood
-    (/health is probed in both phases, so that the two throughputs compare like for like)."""
+def flood(url: str, auth: str, seconds: float, rounds: int, work: Path) -> dict[str, float]:
+    """The valid user's throughput and /health's latency without, then with, the flood, in
+    alternating rounds (medians). /health is probed in both phases, so that the two
+    throughputs compare like for like."""
     get = f"{url}/api/2.0/mlflow/experiments/get?experiment_id=0"
 
-    def with_probe(measure: Callable[[], dict]) -> tuple[dict, list[float]]:
+    def probed() -> tuple[dict, list[float]]:
         latencies: list[float] = []
         stop = threading.Event()
         prober = threading.Thread(target=health_latencies, args=(url, stop, latencies))
         prober.start()
         try:
-            return measure(), latencies
+            return wrk(get, "GET", None, auth, seconds, work), latencies
         finally:
             stop.set()
             prober.join()
 
-    alone, quiet = with_probe(lambda: wrk(get, "GET", None, auth, seconds, work))
-    counter = multiprocessing.Value("q", 0)
-    flooder = multiprocessing.Process(target=flood_worker, args=(url, seconds + 2, counter))
-    flooder.start()
-    time.sleep(1)  # the flood is at full speed before measuring
-    during, loud = with_probe(lambda: wrk(get, "GET", None, auth, seconds, work))
-    flooder.join()
+    alone, during, quiet, loud, failed, sent = [], [], [], [], 0, 0
+    for _ in range(rounds):
+        figures, latencies = probed()
+        alone.append(figures["rps"])
+        quiet += latencies
+        counter = multiprocessing.Value("q", 0)
+        flooder = multiprocessing.Process(target=flood_worker, args=(url, seconds + 2, counter))
+        flooder.start()
+        time.sleep(1)  # the flood is at full speed before measuring
+        figures, latencies = probed()
+        flooder.join()
+        during.append(figures["rps"])
+        failed += figures["failed"]
+        loud += latencies
+        sent += counter.value
     return {
-        "valid_rps_alone": alone["rps"],
-        "valid_rps_during_flood": during["rps"],
-        "valid_failed_during_flood": during["failed"],
+        "valid_rps_alone": statistics.median(alone),
+        "valid_rps_during_flood": statistics.median(during),
+        "valid_failed_during_flood": failed,
         "health_p99_ms_alone": round(p99(quiet), 1),
         "health_p99_ms_during_flood": round(p99(loud), 1),
         "health_probes": len(loud),
-        "flood_requests_per_s": round(counter.value / (seconds + 2), 1),
+        "flood_requests_per_s": round(sent / (rounds * (seconds + 2)), 1),
     }
 
 
@@ -503,7 +511,8 @@ def main() -> int:
             for name in ("stack", "direct") for i, way in enumerate(("up", "down"))
         }  # fmt: skip
         print("flood ...", file=sys.stderr)
-        result["flood"] = flood(urls["stack"][0], bench.auth, seconds * rounds_count, work)
+        # At least 4 s per phase: /health p99 needs a few hundred probes to be a p99 at all.
+        result["flood"] = flood(urls["stack"][0], bench.auth, max(seconds, 4), rounds_count, work)
 
     for name, figures in result["variants"].items():
         if figures["get_failed"] or figures["post_failed"]:

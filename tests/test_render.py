@@ -74,7 +74,7 @@ def test_changed_stack_file_renders_a_valid_config(tmp_path: Path):
     verifier = files["nginx/mlflow-verifier.conf"]
     assert 'auth_basic "Team ML";' in verifier
     assert "auth_basic_user_file secrets/team.htpasswd;" in verifier
-    assert "limit_req zone=mlflow_auth_client burst=9 delay=3;" in verifier
+    assert "limit_req zone=mlflow_auth_client burst=9 delay=1;" in verifier
     assert "proxy_cache_valid 200 300s;" in files["nginx/mlflow-server.conf"]
     http = files["nginx/mlflow-http.conf"]
     assert "zone=mlflow_auth_client:1m rate=7r/s;" in http
@@ -227,8 +227,8 @@ def test_mlflow_server_conf_health_open_everything_else_authenticated():
 def test_mlflow_verifier_conf_limits_before_it_hashes():
     text = rendered()["nginx/mlflow-verifier.conf"]
     body = text[text.index("location / {") :]
-    order = [body.index(d) for d in ("limit_req zone=mlflow_auth_client burst=20 delay=3;",
-                                     "limit_req zone=mlflow_auth_total burst=20 delay=3;",
+    order = [body.index(d) for d in ("limit_req zone=mlflow_auth_client burst=20 delay=1;",
+                                     "limit_req zone=mlflow_auth_total burst=20 delay=1;",
                                      'auth_basic "MLflow";', "empty_gif;")]  # fmt: skip
     assert order == sorted(order)
     assert "limit_req_status 401;" in body
