@@ -56,6 +56,7 @@ def context(project: Project) -> dict[str, object]:
         "nginx_build": _relative(project.root / "nginx", project),
         "nginx_secrets": _relative(project.htpasswd.parent, project),
         "nginx_secrets_target": f"/etc/nginx/{nginx.SECRETS_FOLDER}",
+        "auth_socket_dir": nginx.COMPOSE_AUTH_SOCKET_DIR,
         "mlflow_build": _relative(project.root, project),
         "mlflow_image": stack.mlflow_image,
         "secrets": {s.file: _relative(project.secrets_dir / s.file, project) for s in SECRETS},

@@ -208,7 +208,8 @@ def _services(
     environ: Mapping[str, str],
     say: Callable[[str], None],
 ) -> list[Service]:
-    """Render nginx's configuration and describe the two services."""
+    """Render nginx's configuration and describe the services: MLflow, the password verifier
+    (an nginx of its own, see configgen/nginx.py) and nginx."""
     mlflow_port = free_port()
     conf, logs = data.nginx.resolve(), data.logs.resolve()  # nginx resolves against its prefix
     runtime = nginx.local_runtime(conf, logs, data.run_dir, listen, f"127.0.0.1:{mlflow_port}")
@@ -233,12 +234,17 @@ def _services(
         backend_uri=stores.backend_uri(project, data.root, environ),
         artifacts_destination=destination,
     )
+    error_log = logs / "nginx-error.log"
     return [
         Service("MLflow", [sys.executable, "-m", "mlflow", *args], data.logs / "mlflow.log", env),
         Service(
-            "nginx",
-            [nginx_bin, "-p", f"{conf}/", "-c", str(conf / "nginx.conf"),
-             "-e", str(logs / "nginx-error.log"), "-g", "daemon off;"],
+            "auth verifier",
+            nginx.local_argv(nginx_bin, conf, nginx.VERIFIER_CONF, error_log),
+            data.logs / "nginx-verifier.log",
+            socket=Path(runtime.auth_socket),
+        ),
+        Service(
+            "nginx", nginx.local_argv(nginx_bin, conf, nginx.MAIN_CONF, error_log),
             data.logs / "nginx.log",
         ),
     ]  # fmt: skip
@@ -403,6 +409,7 @@ def reload_nginx(data: DataDir) -> bool:
     if data.running_pid() is None:
         return False
     try:
+        # Only the nginx with the auth cache: the verifier reads the htpasswd file at each check.
         master = int((data.nginx / "nginx.pid").read_text().strip())
         reload.reload_and_wait(
             lambda: _children(master, "worker process"), lambda: os.kill(master, signal.SIGHUP)

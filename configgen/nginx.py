@@ -4,8 +4,12 @@ Four fragments are shared unchanged by every runner (compose, local, Elastic Bea
 `mlflow-http.conf` (http level), `mlflow-server.conf` (the MLflow locations and their
 authentication, server level), `mlflow-proxy.conf` (proxy settings, included by each
 location) and `mlflow-verifier.conf` (the password checks, see docs/auth.md). A runner's own
-main configuration includes them and supplies what differs by runner: `$mlflow_upstream`,
-the verifier's unix socket and the auth cache's memory-backed folder.
+main configurations include them and supply what differs by runner: `$mlflow_upstream`, the
+verifier's unix socket and the auth cache's memory-backed folder.
+
+Each runner starts nginx twice: `nginx.conf` serves MLflow, `nginx-verifier.conf` checks
+passwords. bcrypt blocks the nginx worker that runs it for about 0.25 s; in a process of its
+own it never stalls a worker that is serving requests (docs/auth.md has the measurements).
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ SECRETS_FOLDER = "secrets"
 # Written beside the htpasswd file on every change (configgen/htpasswd.py): part of the auth
 # cache key, so a reload after a change makes every cached verification obsolete.
 GENERATION_SUFFIX = ".generation"
+MAIN_CONF = "nginx.conf"
+VERIFIER_CONF = "nginx-verifier.conf"
+COMPOSE_AUTH_SOCKET_DIR = "/run/mlflow-auth"
 
 
 @dataclass(frozen=True)
@@ -29,12 +36,14 @@ class Runtime:
     """Where one runner's nginx listens, logs and finds MLflow."""
 
     purpose: str  # completes "nginx's main configuration for ..."
+    verifier_purpose: str  # the same, for nginx-verifier.conf
     listen: str
     upstream: str  # host:port, or the name of an upstream block
     pid: str
     error_log: str
     access_log: str
-    auth_socket: str  # the verifier server's unix socket
+    auth_socket: str  # the verifier's unix socket
+    verifier_pid: str
     auth_cache_dir: str  # verified credentials: must be on tmpfs (they include the password)
     auth_log: str  # one line per bcrypt check (cache miss), with its result
     user: str | None = None  # the workers' user, when started as root
@@ -46,12 +55,15 @@ def compose_runtime(stack: Stack) -> Runtime:
     """The nginx container of compose/production.yml: logs to Docker, MLflow by service name."""
     return Runtime(
         purpose="the nginx container of compose/production.yml",
+        verifier_purpose="the auth-verifier container of compose/production.yml",
         listen="8080",
         upstream=f"mlflow:{stack.mlflow.port}",
         pid="/run/nginx.pid",
         error_log="/dev/stderr",
         access_log="/dev/stdout",
-        auth_socket="/run/mlflow-auth.sock",
+        # A volume shared by the nginx and auth-verifier containers, and nothing else.
+        auth_socket=f"{COMPOSE_AUTH_SOCKET_DIR}/auth.sock",
+        verifier_pid="/run/nginx-verifier.pid",
         # compose mounts a tmpfs on /var/lib/nginx (Debian's nginx keeps its temp files there)
         auth_cache_dir="/var/lib/nginx/mlflow-auth",
         auth_log="/dev/stdout",
@@ -72,12 +84,14 @@ def local_runtime(
     return Runtime(
         user="root" if os.geteuid() == 0 else None,
         purpose="a local nginx started by `configgen up`",
+        verifier_purpose="the password checks of a local nginx started by `configgen up`",
         listen=listen,
         upstream=upstream,
         pid=str(conf_dir / "nginx.pid"),
         error_log=str(log_dir / "nginx-error.log"),
         access_log=str(log_dir / "nginx-access.log"),
         auth_socket=str(run_dir / "auth.sock"),
+        verifier_pid=str(conf_dir / "nginx-verifier.pid"),
         auth_cache_dir=str(run_dir / "auth-cache"),
         auth_log=str(log_dir / "nginx-auth.log"),
         temp_dir=str(conf_dir / "tmp"),
@@ -109,3 +123,9 @@ def main_context(stack: Stack, runtime: Runtime) -> dict[str, object]:
         "server_names": " ".join(stack.hosts),
         "auth_cache_seconds": stack.auth.cache_seconds,
     }
+
+
+def local_argv(nginx_bin: str, conf_dir: Path, conf: str, error_log: Path) -> list[str]:
+    """The command that runs one of the two nginx of `conf_dir` in the foreground."""
+    return [nginx_bin, "-p", f"{conf_dir}/", "-c", str(conf_dir / conf),
+            "-e", str(error_log), "-g", "daemon off;"]  # fmt: skip

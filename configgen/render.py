@@ -45,8 +45,10 @@ def nginx_outputs(project: Project, runtime: nginx.Runtime, folder: str) -> list
     """nginx's main configuration for `runtime` and the shared fragments, under `folder`."""
     stack = project.stack
     fragment = nginx.fragment_context(stack)
+    main = nginx.main_context(stack, runtime)
     return [
-        Output(f"{folder}/nginx.conf", "nginx/nginx.conf.j2", nginx.main_context(stack, runtime)),
+        Output(f"{folder}/{nginx.MAIN_CONF}", "nginx/nginx.conf.j2", main),
+        Output(f"{folder}/{nginx.VERIFIER_CONF}", "nginx/nginx-verifier.conf.j2", main),
         Output(f"{folder}/mlflow-http.conf", "nginx/mlflow-http.conf.j2", fragment),
         Output(f"{folder}/mlflow-server.conf", "nginx/mlflow-server.conf.j2", fragment),
         Output(f"{folder}/mlflow-proxy.conf", "nginx/mlflow-proxy.conf.j2", fragment),

@@ -33,12 +33,16 @@ class Service:
     argv: list[str]
     log: Path
     env: Mapping[str, str] | None = None
+    # A unix socket it listens on: a killed run leaves it behind, and nothing can bind over it.
+    socket: Path | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     started_at: float = 0.0
     backoff: float = FIRST_BACKOFF
     restart_at: float | None = None  # when a crashed service is due to start again
 
     def start(self) -> None:
+        if self.socket is not None:
+            self.socket.unlink(missing_ok=True)
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 self.argv,

@@ -4,6 +4,14 @@
 # group of the mounted folder, so they can read it and nothing else of the host's secrets.
 set -eu
 
+if [ "${1:-}" = verifier ]; then
+    # A verifier killed without its clean-up leaves its socket behind in the shared volume,
+    # and nginx cannot bind over it.
+    rm -f /run/mlflow-auth/auth.sock
+    shift
+    set -- nginx -c /etc/nginx/nginx-verifier.conf "$@"
+fi
+
 if [ "${1:-}" = nginx ]; then
     gid=$(stat -c %g /etc/nginx/secrets)
     group=$(getent group "$gid" | cut -d: -f1)

@@ -116,10 +116,15 @@ def test_the_mlflow_client_through_the_compose_stack(stack: ComposeStack, tmp_pa
         "exec", stack.container("objectstore"), "find", "/data", "-name", "*model.bin*"
     ).stdout
     assert "model.bin" in listing
+    # The password checks ran in the auth-verifier container, never in nginx's workers.
+    checks = stack.compose("logs", "--no-color", "auth-verifier").stdout
+    assert 'user="alice" status=401' in checks
+    assert 'user="alice" status=200' in checks
+    assert "limit=" not in stack.access_log()
 
 
 def test_only_nginx_publishes_a_port(stack: ComposeStack):
-    for service in ("nginx", "mlflow", "database", "objectstore"):
+    for service in ("nginx", "auth-verifier", "mlflow", "database", "objectstore"):
         ports = json.loads(
             docker(
                 "inspect", "-f", "{{json .HostConfig.PortBindings}}", stack.container(service)

@@ -13,7 +13,7 @@ from configgen import render, stack
 from tests.dockerhost import COMPOSE_V1, COMPOSE_V2
 from tests.support import REPO, run_configgen
 
-LONG_RUNNING = ("nginx", "mlflow", "database", "objectstore")
+LONG_RUNNING = ("nginx", "auth-verifier", "mlflow", "database", "objectstore")
 
 
 def rendered(text: str = "") -> dict:
@@ -34,7 +34,10 @@ def test_services_health_checks_and_restart_policies():
 
 def test_start_order_waits_for_health_and_the_bucket():
     services = rendered()["services"]
-    assert services["nginx"]["depends_on"] == {"mlflow": {"condition": "service_healthy"}}
+    assert services["nginx"]["depends_on"] == {
+        "mlflow": {"condition": "service_healthy"},
+        "auth-verifier": {"condition": "service_healthy"},
+    }
     assert services["mlflow"]["depends_on"] == {
         "database": {"condition": "service_healthy"},
         "bucket": {"condition": "service_completed_successfully"},
@@ -47,11 +50,18 @@ def test_only_nginx_publishes_and_data_is_in_named_volumes():
     services = compose["services"]
     assert services["nginx"]["ports"] == ["8443:8080"]
     assert [n for n, s in services.items() if "ports" in s] == ["nginx"]
-    assert compose["volumes"] == {"database": {}, "objectstore": {}}
+    assert compose["volumes"] == {
+        "auth-socket": {"driver_opts": {"type": "tmpfs", "device": "tmpfs", "o": "mode=0755"}},
+        "database": {},
+        "objectstore": {},
+    }
     assert services["database"]["volumes"] == ["database:/var/lib/mysql"]
     assert services["objectstore"]["volumes"] == ["objectstore:/data"]
-    assert services["nginx"]["volumes"] == ["../secrets/nginx:/etc/nginx/secrets:ro"]
-    assert services["nginx"]["read_only"] is True
+    for name in ("nginx", "auth-verifier"):
+        assert services[name]["volumes"] == [
+            "../secrets/nginx:/etc/nginx/secrets:ro", "auth-socket:/run/mlflow-auth"
+        ]  # fmt: skip
+        assert services[name]["read_only"] is True
 
 
 def test_images_come_from_the_stack_file_pinned():
@@ -66,6 +76,8 @@ def test_images_come_from_the_stack_file_pinned():
     assert services["database"]["image"] == "registry.internal:5000/mysql:8.4.3"
     assert services["objectstore"]["image"] == "rustfs/rustfs:1.0.0"
     assert services["nginx"]["image"] == "mlflow-stack/nginx:0.1.0"
+    assert services["auth-verifier"]["image"] == "mlflow-stack/nginx:0.1.0"
+    assert services["auth-verifier"]["command"] == ["verifier"]
 
 
 def test_secrets_are_files_never_values():
@@ -102,13 +114,13 @@ def test_external_stores_drop_the_bundled_services():
         "  backend_store: postgresql://mlflow@db.internal:5432/mlflow\n"
         "  artifact_destination: s3://corp-artifacts/mlflow\n"
     )
-    assert set(compose["services"]) == {"nginx", "mlflow"}
+    assert set(compose["services"]) == {"nginx", "auth-verifier", "mlflow"}
     env = compose["services"]["mlflow"]["environment"]
     assert env["MLFLOW_BACKEND_URI"] == "postgresql://mlflow@db.internal:5432/mlflow"
     assert env["MLFLOW_DB_PASSWORD_FILE"] == "/run/secrets/mysql_password"
     assert env["MLFLOW_ARTIFACTS_DESTINATION"] == "s3://corp-artifacts/mlflow"
     assert "MLFLOW_S3_ENDPOINT_URL" not in env  # AWS S3 itself
-    assert "volumes" not in compose
+    assert set(compose["volumes"]) == {"auth-socket"}
     assert "depends_on" not in compose["services"]["mlflow"]
 
 

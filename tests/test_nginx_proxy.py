@@ -95,21 +95,11 @@ def proxy(project: Path, tmp_path_factory, request) -> Iterator[dict]:
     render.write(render.render(loaded, files), conf)
 
     assert shutil.which("nginx"), "nginx is installed by tests/run.sh"
-    server = subprocess.Popen(
-        [
-            "nginx",
-            "-p",
-            f"{conf}/",
-            "-c",
-            f"{conf}/nginx.conf",
-            "-e",
-            "stderr",
-            "-g",
-            "daemon off;",
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    verifier, server = (
+        subprocess.Popen(nginx.local_argv("nginx", conf, name, Path("/dev/stderr")),
+                         stderr=subprocess.PIPE, text=True)
+        for name in (nginx.VERIFIER_CONF, nginx.MAIN_CONF)
+    )  # fmt: skip
     deadline = time.monotonic() + 10
     while True:
         try:
@@ -119,12 +109,17 @@ def proxy(project: Path, tmp_path_factory, request) -> Iterator[dict]:
             assert server.poll() is None, server.stderr.read()
             assert time.monotonic() < deadline, "nginx did not start"
             time.sleep(0.05)
+    while not Path(runtime.auth_socket).exists():
+        assert verifier.poll() is None, verifier.stderr.read()
+        assert time.monotonic() < deadline, "the verifier did not start"
+        time.sleep(0.05)
     yield {
         "port": port, "seen": Recorder.seen, "logs": conf / "logs", "server": server,
-        "project": project, "conf": conf, "run_dir": run_dir,
+        "verifier": verifier, "project": project, "conf": conf, "run_dir": run_dir,
     }  # fmt: skip
-    server.send_signal(signal.SIGQUIT)  # graceful: flushes the access log
-    server.wait(timeout=10)
+    for process in (server, verifier):
+        process.send_signal(signal.SIGQUIT)  # graceful: flushes the access log
+        process.wait(timeout=10)
     upstream.shutdown()
     shutil.rmtree(run_dir)
 

@@ -14,6 +14,7 @@ from tests.support import REPO, Configgen, run_configgen, snapshot
 
 NGINX_FILES = [
     "nginx.conf",
+    "nginx-verifier.conf",
     "mlflow-http.conf",
     "mlflow-server.conf",
     "mlflow-proxy.conf",
@@ -28,11 +29,11 @@ def rendered(text: str = "") -> dict[str, str]:
     return {k: v.decode() for k, v in render.render(project, render.outputs(project)).items()}
 
 
-def nginx_t(folder: Path) -> subprocess.CompletedProcess[str]:
+def nginx_t(folder: Path, conf: str = "nginx.conf") -> subprocess.CompletedProcess[str]:
     """Debian's nginx checks the configuration in `folder`, as it would load it."""
     assert shutil.which("nginx"), "nginx is installed by tests/run.sh"
     return subprocess.run(
-        ["nginx", "-t", "-p", f"{folder}/", "-c", f"{folder}/nginx.conf", "-e", "stderr"],
+        ["nginx", "-t", "-p", f"{folder}/", "-c", f"{folder}/{conf}", "-e", "stderr"],
         capture_output=True,
         text=True,
     )
@@ -51,6 +52,14 @@ def test_committed_nginx_config_passes_nginx_t(tmp_path: Path):
     for name in NGINX_FILES:
         shutil.copy(REPO / "nginx" / name, tmp_path / name)
     done = nginx_t(tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "test is successful" in done.stderr
+    # nginx -t binds the verifier's socket: here in tmp_path instead of the compose volume.
+    verifier = tmp_path / "nginx-verifier.conf"
+    text = verifier.read_text()
+    assert "listen unix:/run/mlflow-auth/auth.sock;" in text
+    verifier.write_text(text.replace("/run/mlflow-auth/", f"{tmp_path}/"))
+    done = nginx_t(tmp_path, "nginx-verifier.conf")
     assert done.returncode == 0, done.stderr
     assert "test is successful" in done.stderr
 
@@ -164,11 +173,27 @@ def test_nginx_conf():
     assert "resolver 127.0.0.11 valid=10s ipv6=off;" in text
     assert re.search(r"map \$host \$mlflow_upstream \{\s+default mlflow:5000;\s+\}", text)
     assert "access_log /dev/stdout mlflow_stack;" in text
-    # The verifier on a unix socket, its cache on the tmpfs compose mounts at /var/lib/nginx.
+    # The auth cache on the tmpfs compose mounts at /var/lib/nginx; the verifier is another
+    # nginx, on a unix socket in the auth-socket volume: this one never runs bcrypt.
     assert "proxy_cache_path /var/lib/nginx/mlflow-auth levels=1:2 keys_zone=mlflow_auth:1m" in text
-    assert "server unix:/run/mlflow-auth.sock;" in text
-    assert "listen unix:/run/mlflow-auth.sock;" in text
-    assert "include mlflow-verifier.conf;" in text
+    assert "server unix:/run/mlflow-auth/auth.sock;" in text
+    assert "listen unix:" not in text
+    assert "mlflow-verifier.conf;" not in text
+    assert "auth_basic" not in text
+
+
+def test_nginx_verifier_conf():
+    text = rendered()["nginx/nginx-verifier.conf"]
+    assert text.startswith("# Rendered by configgen from stack/stack.yaml")
+    # One worker: the limits keep it to a few checks a second.
+    assert "worker_processes 1;" in text
+    assert "pid /run/nginx-verifier.pid;" in text
+    assert "include mlflow-http.conf;" in text
+    server = text[text.index("server {") :]
+    assert "listen unix:/run/mlflow-auth/auth.sock;" in server
+    assert "access_log /dev/stdout mlflow_auth;" in server
+    assert "include mlflow-verifier.conf;" in server
+    assert "mlflow-server.conf" not in text
 
 
 def test_mlflow_http_conf_never_logs_credentials():

@@ -111,6 +111,24 @@ def test_detach_restart_and_down(tmp_path: Path):
             stack.request("/api/2.0/mlflow/experiments/search?max_results=1", stack.credentials)[0]
             == 200
         )
+
+        # So does the password verifier, over the socket its killed run left behind.
+        verifier_pid = next(
+            p for p in descendants(pid)
+            if b"master process" in (cmdline := Path(f"/proc/{p}/cmdline").read_bytes())
+            and b"nginx-verifier.conf" in cmdline
+        )  # fmt: skip
+        os.kill(verifier_pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        wrong = ("admin", "not-the-password")
+        while "auth verifier restarted" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        # 401: the verifier checked it (500 while it is away).
+        while (status := stack.request("/api/2.0/mlflow/experiments/search", wrong)[0]) == 500:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        assert status == 401
         family = descendants(pid)
     # local_stack ran `configgen down`, which returns once everything is gone.
     assert not alive(pid)
