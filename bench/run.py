@@ -217,11 +217,37 @@ def wrk(url: str, method: str, body: str | None, auth: str | None, seconds: floa
     }
 
 
+def cpu_busy(interval: float = 0.2) -> float:
+    """The machine's busy share of CPU time over `interval`, from /proc/stat."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return sum(fields) - idle, sum(fields)
+
+    busy_before, total_before = sample()
+    time.sleep(interval)
+    busy, total = sample()
+    return (busy - busy_before) / max(total - total_before, 1)
+
+
+def settle(limit: float = 10.0) -> None:
+    """Wait until the previous measurement's work is done. wrk stops sending at its deadline,
+    but a server may still be busy for a second: nginx with plain bcrypt auth_basic finishes
+    every request it has started, about 0.25 s each, and would slow down whichever variant
+    comes next."""
+    deadline = time.monotonic() + limit
+    while cpu_busy() > 0.25 and time.monotonic() < deadline:
+        pass
+
+
 def measure_variant(url: str, auth: str | None, run_id: str, seconds: float,
                     work: Path) -> dict[str, float]:  # fmt: skip
+    settle()
     get = wrk(f"{url}/api/2.0/mlflow/experiments/get?experiment_id=0", "GET", None, auth,
               seconds, work)  # fmt: skip
     body = json.dumps({"run_id": run_id, "key": "loss", "value": 0.5, "timestamp": 0, "step": 0})
+    settle()
     post = wrk(f"{url}/api/2.0/mlflow/runs/log-metric", "POST", body, auth, seconds, work)
     result = {f"get_{k}": v for k, v in get.items()} | {f"post_{k}": v for k, v in post.items()}
     return result
@@ -436,7 +462,7 @@ def environment() -> dict[str, str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--quick", action="store_true", help="3 rounds of 2 s per measurement, not 6 of 5 s"
+        "--quick", action="store_true", help="5 rounds of 2 s per measurement, not 6 of 5 s"
     )
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     args = parser.parse_args()
@@ -444,7 +470,7 @@ def main() -> int:
         sys.exit("bench: wrk is missing; install it with `apt-get install wrk`")
     # Consecutive 5 s runs of one variant differ by up to 15 % here: enough rounds for the
     # medians to settle.
-    rounds_count, seconds = (3, 2) if args.quick else (6, 5)
+    rounds_count, seconds = (5, 2) if args.quick else (6, 5)
 
     with ExitStack() as exits:
         work = Path(exits.enter_context(tempfile.TemporaryDirectory(prefix="mlflow-bench-")))
@@ -513,6 +539,7 @@ def main() -> int:
             for name, rounds in samples.items()
         }  # fmt: skip
         print("artifacts ...", file=sys.stderr)
+        settle()
         # One transfer varies a lot on a shared machine: the median of rounds, interleaved.
         rounds = {"stack": [], "direct": []}
         for _ in range(ARTIFACT_ROUNDS):
@@ -523,6 +550,7 @@ def main() -> int:
             for name in ("stack", "direct") for i, way in enumerate(("up", "down"))
         }  # fmt: skip
         print("flood ...", file=sys.stderr)
+        settle()
         # At least 4 s per phase: /health p99 needs a few hundred probes to be a p99 at all.
         result["flood"] = flood(urls["stack"][0], bench.auth, max(seconds, 4), rounds_count, work)
 
