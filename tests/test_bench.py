@@ -13,11 +13,11 @@ from pathlib import Path
 from tests.support import REPO
 
 
-def test_bench_quick_run(tmp_path: Path):
+def test_bench_smoke_run(tmp_path: Path):
     assert shutil.which("wrk"), "tests/run.sh installs wrk"
     out = tmp_path / "bench.json"
     done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "run.py"), "--quick", "--json", str(out)],
+        [sys.executable, str(REPO / "bench" / "run.py"), "--smoke", "--json", str(out)],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
