@@ -66,12 +66,17 @@ class DataDir:
         """The verifier's socket and the auth cache, whose keys hold passwords: on tmpfs,
         private, short (a socket path has at most 107 bytes), one per data folder."""
         digest = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:12]
-        # A predictable name in a shared folder: prepare() refuses one someone else made.
+        # A predictable name in a shared folder: prepare_run_dir() refuses one someone else made.
         return Path("/dev/shm") / f"mlflow-stack-{digest}"  # noqa: S108
 
     def prepare(self) -> None:
-        for folder in (self.root, self.logs, self.nginx, self.nginx / "tmp", self.run_dir):
+        for folder in (self.root, self.logs, self.nginx, self.nginx / "tmp"):
             make_private_dirs(folder)
+
+    def prepare_run_dir(self) -> None:
+        """Called by the stack that holds the lock, which removes the folder when it stops: a
+        start refused earlier leaves nothing behind in /dev/shm."""
+        make_private_dirs(self.run_dir)
         st = self.run_dir.lstat()
         if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
             raise StackFailed(
@@ -295,6 +300,7 @@ def run(
     listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         with data.lock():
+            data.prepare_run_dir()  # before the try: its clean-up must not remove a stranger's
             supervisor = Supervisor([], say)
             try:
                 check_port_free(host, port)

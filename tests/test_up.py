@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from configgen import local
 from tests.localstack import free_port, local_stack
 from tests.support import clean_env, run_configgen, snapshot
 
@@ -147,6 +148,25 @@ def test_port_taken(project: Path):
     assert f"cannot listen on 127.0.0.1:{port} (Address already in use); pick another port" in (
         done.stderr
     )
+    # Nothing left in /dev/shm by a start that was refused.
+    assert not local.DataDir(project / "data").run_dir.exists()
+
+
+def test_a_shared_run_dir_is_refused_and_kept(project: Path):
+    # Someone made the predictable /dev/shm folder first: the stack must not use it (its
+    # cache would hold passwords there), nor remove it.
+    run_dir = local.DataDir(project / "data").run_dir
+    run_dir.mkdir(mode=0o755)
+    try:
+        run_dir.chmod(0o755)
+        done = run_configgen("up", "--detach", "--port", str(free_port()), cwd=project)
+        assert done.returncode == 1
+        assert f"{run_dir} is not a private folder of this user; remove it and retry" in (
+            done.stderr
+        )
+        assert run_dir.is_dir()
+    finally:
+        run_dir.rmdir()
 
 
 def test_mlflow_failing_at_start_is_reported_with_its_log(project: Path):
