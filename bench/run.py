@@ -106,8 +106,6 @@ class Bench:
         self.users.parent.mkdir(mode=0o750)
         htpasswd.add(self.users, USER, htpasswd.hash_password(PASSWORD, 12))
         self.auth = basic(USER, PASSWORD)
-        self.urls: dict[str, str] = {}
-        self.auth_for: dict[str, str | None] = {}
 
     def keep(self, process: subprocess.Popen) -> None:
         def stop() -> None:
