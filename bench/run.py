@@ -31,7 +31,6 @@ import os
 import platform
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from configgen import htpasswd, mlflow_server, nginx, render, stack
+from configgen.local import free_port
 
 CONNECTIONS = 8
 USER, PASSWORD = "bench", "bench-password-0123456789"
@@ -51,12 +51,6 @@ ADMIN_PASSWORD = "bench-admin-password-0123456789"
 ARTIFACT_MB = 200
 FLOOD_SOURCE = "127.0.0.2"  # the flood comes from another address than the valid client
 FLOOD_CONNECTIONS = 16
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def basic(user: str, password: str) -> str:
@@ -143,8 +137,8 @@ class Bench:
         (conf / "logs").mkdir(parents=True)
         (conf / "tmp").mkdir()
         (conf / "secrets").symlink_to(self.users.parent)
-        run_dir = Path(tempfile.mkdtemp(dir="/dev/shm", prefix="bench-"))
-        self.exits.callback(shutil.rmtree, run_dir, ignore_errors=True)
+        run_dir = self.memory / f"run-{name}"  # the verifier's socket and the auth cache
+        run_dir.mkdir(mode=0o700)
         port = free_port()
         runtime = nginx.local_runtime(conf, conf / "logs", run_dir, f"127.0.0.1:{port}",
                                       upstream.removeprefix("http://"))  # fmt: skip
@@ -492,8 +486,8 @@ def main() -> int:
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("bench: wrk is missing; install it with `apt-get install wrk`")
-    # Consecutive 5 s runs of one variant differ by up to 15 % here: enough rounds for the
-    # medians to settle.
+    # Consecutive runs of one variant differ by up to a third here (5 s) or half (2 s):
+    # enough rounds for the medians to settle.
     rounds_count, seconds = (1, 1) if args.smoke else (5, 2) if args.quick else (6, 5)
     artifact_rounds = 2 if args.smoke else 6  # even: each variant goes first in half of them
 
@@ -567,9 +561,8 @@ def main() -> int:
         transfers = {"stack": (urls["stack"][0], (USER, PASSWORD)), "direct": (direct, None)}
         moved: dict = {name: {"up": [], "down": []} for name in transfers}
         for round_number in range(artifact_rounds):
-            # Each goes first in half the rounds; each starts with the page cache written back.
+            # Each goes first in half the rounds.
             for name in sorted(transfers, reverse=bool(round_number % 2)):
-                os.sync()
                 settle()
                 up, down = artifact_throughput(
                     *transfers[name], bench.memory, bench.artifact_store("direct")
