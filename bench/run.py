@@ -131,8 +131,11 @@ class Bench:
         wait_until(f"{url}/health", process, log)
         return url
 
-    def nginx(self, name: str, upstream: str, location: str | None) -> str:
-        """An nginx variant; `location` None means the stack's own rendered configuration."""
+    def nginx(self, name: str, upstream: str, location: str | None,
+              verifier_inside: bool = False) -> str:  # fmt: skip
+        """An nginx variant; `location` None means the stack's own rendered configuration.
+        `verifier_inside` puts the verifier's server into the serving nginx, as it was before
+        nginx-verifier.conf (bench/verifier_placement.py compares the two)."""
         conf = self.work / f"nginx-{name}"
         (conf / "logs").mkdir(parents=True)
         (conf / "tmp").mkdir()
@@ -148,10 +151,17 @@ class Bench:
             main = (conf / "nginx.conf").read_text()
             main = main.replace("include mlflow-server.conf;", location)
             (conf / "nginx.conf").write_text(main)
+        if verifier_inside:
+            verifier = (conf / nginx.VERIFIER_CONF).read_text()
+            server = verifier[verifier.index("    server {") : verifier.rindex("}")]
+            main = (conf / nginx.MAIN_CONF).read_text()
+            end = main.rindex("}")
+            (conf / nginx.MAIN_CONF).write_text(main[:end] + server + main[end:])
         nginx_bin = shutil.which("nginx", path=os.environ["PATH"] + ":/usr/sbin") or "nginx"
         log = conf / "logs" / "stderr.log"
         error_log = conf / "logs" / "error.log"
-        confs = [nginx.MAIN_CONF] if location else [nginx.VERIFIER_CONF, nginx.MAIN_CONF]
+        own_verifier = location is None and not verifier_inside
+        confs = [nginx.VERIFIER_CONF, nginx.MAIN_CONF] if own_verifier else [nginx.MAIN_CONF]
         for name in confs:
             process = start(nginx.local_argv(nginx_bin, conf, name, error_log), log)
             self.keep(process)
@@ -379,6 +389,8 @@ def flood(url: str, auth: str, seconds: float, rounds: int, work: Path) -> dict[
         "health_p99_ms_alone": round(p99(quiet), 1),
         "health_p99_ms_during_flood": round(p99(loud), 1),
         "health_probes": len(loud),
+        "health_over_100ms_alone": sum(ms > 100 for ms in quiet),
+        "health_over_100ms_during_flood": sum(ms > 100 for ms in loud),
         "flood_requests_per_s": round(sent / flooding, 1),
         "rounds_valid_rps_alone": alone,
         "rounds_valid_rps_during_flood": during,

@@ -49,3 +49,18 @@ def test_bench_smoke_run(tmp_path: Path):
     assert {"valid_rps_alone", "valid_rps_during_flood", "health_p99_ms_during_flood"} <= set(flood)
     assert len(result["targets"]) == 9
     assert "| stack |" in done.stdout and "| target | measured | goal | met |" in done.stdout
+
+
+def test_verifier_placement_runs(tmp_path: Path):
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "verifier_placement.py"), "--seconds", "2",
+         "--rounds", "1"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "verifier inside the serving nginx",
+        "verifier own nginx",
+    ]
+    assert all("of its throughput during the flood; /health over 100 ms:" in x for x in lines)
