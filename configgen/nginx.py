@@ -42,13 +42,18 @@ class Runtime:
     pid: str
     error_log: str
     access_log: str
-    auth_socket: str  # the verifier's unix socket
+    auth_listen: str  # the verifier's address, as `listen` takes it: unix:PATH or ADDR:PORT
     verifier_pid: str
     auth_cache_dir: str  # verified credentials: must be on tmpfs (they include the password)
     auth_log: str  # one line per bcrypt check (cache miss), with its result
     user: str | None = None  # the workers' user, when started as root
     resolver: str | None = None  # for an upstream host name that may change address
     temp_dir: str | None = None  # for an nginx that cannot write its compiled-in paths
+
+    @property
+    def auth_socket(self) -> str:
+        """The verifier's unix socket file."""
+        return self.auth_listen.removeprefix("unix:")
 
 
 def compose_runtime(stack: Stack) -> Runtime:
@@ -62,7 +67,7 @@ def compose_runtime(stack: Stack) -> Runtime:
         error_log="/dev/stderr",
         access_log="/dev/stdout",
         # A volume shared by the nginx and auth-verifier containers, and nothing else.
-        auth_socket=f"{COMPOSE_AUTH_SOCKET_DIR}/auth.sock",
+        auth_listen=f"unix:{COMPOSE_AUTH_SOCKET_DIR}/auth.sock",
         verifier_pid="/run/nginx-verifier.pid",
         # compose mounts a tmpfs on /var/lib/nginx (Debian's nginx keeps its temp files there)
         auth_cache_dir="/var/lib/nginx/mlflow-auth",
@@ -90,7 +95,7 @@ def local_runtime(
         pid=str(conf_dir / "nginx.pid"),
         error_log=str(log_dir / "nginx-error.log"),
         access_log=str(log_dir / "nginx-access.log"),
-        auth_socket=str(run_dir / "auth.sock"),
+        auth_listen=f"unix:{run_dir / 'auth.sock'}",
         verifier_pid=str(conf_dir / "nginx-verifier.pid"),
         auth_cache_dir=str(run_dir / "auth-cache"),
         auth_log=str(log_dir / "nginx-auth.log"),

@@ -230,6 +230,66 @@ class Images:
     object_store: str = setting("pgsty/silo:RELEASE.2026-09-16T00-00-00Z", IMAGE)
 
 
+_PARTITION = r"arn:aws(-cn|-us-gov)?"
+_REGION = r"[a-z]{2}(-[a-z]+)+-[0-9]+"
+SECRET_ARN = Text(
+    rf"|{_PARTITION}:secretsmanager:{_REGION}:[0-9]{{12}}:secret:[A-Za-z0-9/_+=.@-]+(:[^:\s]+)?"
+    rf"|{_PARTITION}:ssm:{_REGION}:[0-9]{{12}}:parameter/[A-Za-z0-9/_.-]+",
+    "the ARN of a Secrets Manager secret (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-XXXXXX"
+    "[:JSON_KEY]) or of an SSM parameter (arn:aws:ssm:REGION:ACCOUNT:parameter/NAME)",
+)
+
+
+def _check_cname(cname: str) -> str | None:
+    if cname and not cname.endswith(".elasticbeanstalk.com"):
+        return f"{cname!r} is not an Elastic Beanstalk CNAME (NAME.REGION.elasticbeanstalk.com)"
+    return None
+
+
+@dataclass(frozen=True)
+class EBSecrets:
+    """Secrets Elastic Beanstalk fetches into the environment at deployment (never the bundle)."""
+
+    # The htpasswd file's content (`configgen htpasswd` output), for nginx.
+    htpasswd: str = setting("", SECRET_ARN)
+    # The whole backend store URI, password included; or just the password of
+    # mlflow.backend_store (for an RDS-managed secret, add :password to its ARN).
+    backend_store_uri: str = setting("", SECRET_ARN)
+    database_password: str = setting("", SECRET_ARN)
+
+
+@dataclass(frozen=True)
+class ElasticBeanstalk:
+    """The Elastic Beanstalk environment `configgen eb bundle` deploys to."""
+
+    # Empty: MLflow accepts any *.elasticbeanstalk.com Host header.
+    cname: str = setting(
+        "", Text(f"(?i)(|{HOST.pattern.removeprefix('(?i)')})", HOST.what, _check_cname)
+    )
+    min_instances: int = setting(1, Int(1, 10000))
+    max_instances: int = setting(1, Int(1, 10000))
+    instance_types: tuple[str, ...] = setting(
+        ("t3.medium",),
+        ListOf(Text(r"[a-z][a-z0-9-]*\.[a-z0-9]+", "an EC2 instance type such as t3.medium"),
+               min_items=1),
+    )  # fmt: skip
+    instance_profile: str = setting(
+        "",
+        Text(
+            r"|[A-Za-z0-9+=,.@_-]{1,128}|arn:aws(-cn|-us-gov)?:iam::[0-9]{12}:instance-profile/\S+",
+            "an instance profile name or ARN",
+        ),
+    )
+    https_certificate: str = setting(
+        "",
+        Text(
+            rf"|{_PARTITION}:acm:{_REGION}:[0-9]{{12}}:certificate/[0-9a-f-]+",
+            "an ACM certificate ARN (arn:aws:acm:REGION:ACCOUNT:certificate/ID)",
+        ),
+    )
+    secrets: EBSecrets = section(EBSecrets)
+
+
 @dataclass(frozen=True)
 class Stack:
     name: str = setting(
@@ -243,6 +303,7 @@ class Stack:
     mlflow: MLflow = section(MLflow)
     object_store: ObjectStore = section(ObjectStore)
     images: Images = section(Images)
+    elastic_beanstalk: ElasticBeanstalk = section(ElasticBeanstalk)
 
     @property
     def mlflow_image(self) -> str:

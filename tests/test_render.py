@@ -228,7 +228,7 @@ def test_mlflow_server_conf_health_open_everything_else_authenticated():
     health = text[text.index("location = /health") :].split("}")[0]
     assert "auth_basic off;" not in health and "auth_request" not in health
     assert "include mlflow-proxy.conf;" in health
-    root = text[text.index("location / {") :].split("}")[0]
+    root = text[text.index("location ~ ^/ {") :].split("}")[0]
     assert "auth_request /_mlflow_auth;" in root
     assert "include mlflow-proxy.conf;" in root
     auth = text[text.index("location = /_mlflow_auth") :].split("}")[0]
