@@ -13,7 +13,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from configgen import __version__, compose, htpasswd, local, prompt, render, servicesecrets, stack
+from configgen import (
+    __version__,
+    compose,
+    eb,
+    ebbundle,
+    ebcheck,
+    htpasswd,
+    local,
+    prompt,
+    render,
+    servicesecrets,
+    stack,
+)
 from configgen.errors import CheckFailed, ConfiggenError, UsageError
 
 EXIT_CODES = "exit codes: 0 success, 1 a check found problems, 2 bad input or usage"
@@ -127,6 +139,48 @@ def cmd_down(args: argparse.Namespace) -> None:
     pid = local.stop(data)
     print(f"stopped the stack running from {data.root} (pid {pid})" if pid else
           f"no stack is running from {data.root}")  # fmt: skip
+
+
+# -- eb bundle / check ---------------------------------------------------------------------
+
+
+def cmd_eb_bundle(args: argparse.Namespace) -> None:
+    project = stack.find(args.stack)
+    ebbundle.check_deployable(project)
+    out = Path(args.out) if args.out else ebbundle.default_out(project)
+    size = ebbundle.write_zip(ebbundle.contents(project), out)
+    problems = ebcheck.check(out, ebcheck.known_secrets(project))
+    if problems:
+        out.unlink()
+        raise CheckFailed(
+            f"the bundle failed its own check ({len(problems)} problems above); nothing written",
+            details=problems,
+        )
+    for note in eb.warnings(project):
+        print(f"configgen: warning: {note}", file=sys.stderr)
+    print(f"wrote {_shown(out)} ({size / 1024:.0f} KB), checked with `configgen eb check`")
+    print(
+        "deploy it: `eb deploy` with `deploy: artifact: " + _shown(out) + "` in "
+        ".elasticbeanstalk/config.yml, or upload it in the console (docs/elastic-beanstalk.md)"
+    )
+
+
+def cmd_eb_check(args: argparse.Namespace) -> None:
+    path = Path(args.zip)
+    if not path.is_file():
+        raise UsageError(f"{args.zip}: no such file")
+    stack_file = stack.discover(args.stack)
+    secrets = ebcheck.known_secrets(stack.read(stack_file)) if stack_file else []
+    problems = ebcheck.check(path, secrets)
+    for line in problems:
+        print(line)
+    if problems:
+        raise CheckFailed(
+            f"{args.zip}: {len(problems)} problems; Elastic Beanstalk would fail "
+            "or misbehave with this bundle"
+        )
+    scanned = f", no secret of {stack_file} inside" if stack_file else ""
+    print(f"{args.zip}: no problems found{scanned}")
 
 
 # -- htpasswd user ... --------------------------------------------------------------------
@@ -332,6 +386,34 @@ def build_parser() -> argparse.ArgumentParser:
     _data_option(up)
     down = _subcommand(commands, "down", "stop the stack `configgen up --detach` started", cmd_down)
     _data_option(down)
+
+    eb_cmd = _subcommand(commands, "eb", "make and check Elastic Beanstalk bundles")
+    eb_actions = _subcommands(eb_cmd)
+    bundle = _subcommand(
+        eb_actions,
+        "bundle",
+        "write the zip to upload to Elastic Beanstalk",
+        cmd_eb_bundle,
+        "Write the source bundle for Elastic Beanstalk's Docker platform (Amazon Linux 2023): "
+        "the MLflow image's Dockerfile and sources, Dockerrun.aws.json, .ebextensions/ and "
+        ".platform/, rendered from the stack file. Refuses a stack that several instances "
+        "would run wrongly (SQLite or non-S3 stores) or that has no users; checks the zip "
+        "as `configgen eb check` does.",
+    )
+    bundle.add_argument(
+        "--out", metavar="ZIP", help="where to write it (default: dist/NAME-eb.zip)"
+    )
+    check = _subcommand(
+        eb_actions,
+        "check",
+        "check a source bundle offline",
+        cmd_eb_check,
+        "Check an Elastic Beanstalk source bundle without AWS: zip layout, .ebextensions "
+        "YAML and option names, Dockerrun.aws.json v1, platform hooks (executable bit, #!, "
+        "LF line endings), size, and (with a stack file) that none of its secrets is inside. "
+        "Exit code 1 with one line per problem.",
+    )
+    check.add_argument("zip", metavar="ZIP", help="the bundle")
 
     tool = _subcommand(commands, "htpasswd", "manage the users nginx lets in")
     user = _subcommand(

@@ -28,12 +28,13 @@ def allowed_hosts(stack: Stack, internal: Iterable[str] = ()) -> list[str]:
     return [p for n in names for p in (n, f"{n}:*".replace("[", "[[]", 1))]
 
 
-def cors_origins(stack: Stack) -> list[str]:
-    """Browser origins allowed to call the API: the stack's own pages, over HTTP or HTTPS.
-    (MLflow always allows localhost origins.)"""
+def cors_origins(stack: Stack, hosts: Iterable[str] = ()) -> list[str]:
+    """Browser origins allowed to call the API: the stack's own pages (and `hosts`), over HTTP
+    or HTTPS. (MLflow always allows localhost origins.)"""
+    names = [*stack.hosts, *(h for h in hosts if h not in stack.hosts)]
     return [
         f"{scheme}://{h}{port}"
-        for h in stack.hosts
+        for h in names
         for scheme in ("https", "http")
         for port in ("", ":*")
     ]

@@ -14,11 +14,12 @@ from typing import Any
 
 import jinja2
 
-from configgen import compose, nginx
+from configgen import compose, eb, nginx
 from configgen.fileio import atomic_write
 from configgen.stack import Project
 
 FILE_MODE = 0o644
+HOOK_MODE = 0o755  # Elastic Beanstalk's platform hooks are programs
 
 
 @dataclass(frozen=True)
@@ -56,17 +57,40 @@ def nginx_outputs(project: Project, runtime: nginx.Runtime, folder: str) -> list
     ]
 
 
+def eb_outputs(project: Project) -> list[Output]:
+    """The Elastic Beanstalk files: Dockerrun.aws.json, .ebextensions/ and .platform/."""
+    stack = project.stack
+    runtime = eb.runtime(stack)
+    fragment = nginx.fragment_context(stack)
+    return [
+        Output(eb.DOCKERRUN, "eb/Dockerrun.aws.json.j2", {"dockerrun": eb.dockerrun(stack)}),
+        Output(eb.OPTIONS_FILE, "eb/mlflow.config.j2", eb.options_context(stack)),
+        *(Output(path, template, fragment) for path, template in eb.NGINX_FILES.items()),
+        Output(eb.EB_NGINX_FILE, "eb/nginx-http.conf.j2", nginx.main_context(stack, runtime)),
+        *(
+            Output(f"{folder}/{eb.HOOK_NAME}", "eb/users-hook.sh.j2", eb.hook_context(stack, phase))
+            for folder, phase in eb.HOOK_PHASES.items()
+        ),
+    ]
+
+
 def outputs(project: Project) -> list[Output]:
     """Every file `configgen render` writes, relative to the project folder."""
     return [
         *nginx_outputs(project, nginx.compose_runtime(project.stack), "nginx"),
         Output(compose.COMPOSE_FILE, "compose/production.yml.j2", compose.context(project)),
         Output(compose.ENV_FILE, "compose/env.j2", {"name": project.stack.name}),
+        *eb_outputs(project),
     ]
 
 
+def file_mode(path: str) -> int:
+    return HOOK_MODE if eb.is_hook(path) else FILE_MODE
+
+
 def render(project: Project, files: list[Output]) -> dict[str, bytes]:
-    """Render `files`; each starts with a header naming the stack file it came from."""
+    """Render `files`; each starts with a header naming the stack file it came from (JSON,
+    which has no comments, excepted)."""
     env = _environment()
     source = project.relative(project.stack_file)
     header = (
@@ -84,10 +108,11 @@ def write(rendered: Mapping[str, bytes], out_dir: Path) -> list[str]:
     changed = []
     for path, data in rendered.items():
         target = out_dir / path
-        if target.is_file() and target.read_bytes() == data:
+        mode = file_mode(path)
+        if target.is_file() and target.read_bytes() == data and _mode(target) == mode:
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(target, data, FILE_MODE)
+        atomic_write(target, data, mode)
         changed.append(path)
     return changed
 
@@ -101,4 +126,10 @@ def drift(rendered: Mapping[str, bytes], out_dir: Path) -> list[str]:
             problems.append(f"{path}: missing")
         elif target.read_bytes() != data:
             problems.append(f"{path}: differs from a fresh render")
+        elif file_mode(path) == HOOK_MODE and _mode(target) != HOOK_MODE:
+            problems.append(f"{path}: not executable (Elastic Beanstalk runs it as a program)")
     return problems
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777

@@ -20,7 +20,23 @@ NGINX_FILES = [
     "mlflow-proxy.conf",
     "mlflow-verifier.conf",
 ]
-RENDERED = [*(f"nginx/{n}" for n in NGINX_FILES), "compose/production.yml", "compose/.env"]
+EB_FILES = [
+    "Dockerrun.aws.json",
+    ".ebextensions/mlflow.config",
+    ".platform/nginx/conf.d/mlflow-http.conf",
+    ".platform/nginx/conf.d/elasticbeanstalk/mlflow-server.conf",
+    ".platform/nginx/mlflow-proxy.conf",
+    ".platform/nginx/mlflow-verifier.conf",
+    ".platform/nginx/conf.d/mlflow-eb.conf",
+    ".platform/hooks/predeploy/10_mlflow_users.sh",
+    ".platform/confighooks/predeploy/10_mlflow_users.sh",
+]
+RENDERED = [
+    *(f"nginx/{n}" for n in NGINX_FILES),
+    "compose/production.yml",
+    "compose/.env",
+    *EB_FILES,
+]
 
 
 def rendered(text: str = "") -> dict[str, str]:
@@ -102,7 +118,8 @@ def test_two_renders_are_byte_identical(project: Path, tmp_path_factory):
         assert done.returncode == 0, done.stderr
     first, second = (snapshot(out) for out in outs)
     assert first == second
-    assert sorted(first) == sorted(["nginx", "compose", *RENDERED])
+    folders = {str(parent) for path in RENDERED for parent in Path(path).parents} - {"."}
+    assert sorted(first) == sorted([*folders, *RENDERED])
     # From another folder, through --stack: still the same bytes.
     elsewhere = run_configgen(
         "--stack",
@@ -156,7 +173,20 @@ def test_check_lists_every_file_that_drifted(configgen: Configgen, project: Path
     assert configgen("render", "--check").stdout == (
         "nginx/nginx.conf: differs from a fresh render\n"
         "compose/production.yml: differs from a fresh render\n"
+        ".ebextensions/mlflow.config: differs from a fresh render\n"
     )
+
+    # Elastic Beanstalk runs hooks as programs: a lost executable bit is drift.
+    assert configgen("render").returncode == 0
+    hook = project / ".platform" / "hooks" / "predeploy" / "10_mlflow_users.sh"
+    assert hook.stat().st_mode & 0o777 == 0o755
+    hook.chmod(0o644)
+    assert configgen("render", "--check").stdout == (
+        ".platform/hooks/predeploy/10_mlflow_users.sh: not executable "
+        "(Elastic Beanstalk runs it as a program)\n"
+    )
+    assert configgen("render").stdout == "wrote .platform/hooks/predeploy/10_mlflow_users.sh\n"
+    assert hook.stat().st_mode & 0o777 == 0o755
 
 
 # -- one test per rendered file -------------------------------------------------------------
