@@ -233,7 +233,7 @@ class Images:
 _PARTITION = r"arn:aws(-cn|-us-gov)?"
 _REGION = r"[a-z]{2}(-[a-z]+)+-[0-9]+"
 SECRET_ARN = Text(
-    rf"|{_PARTITION}:secretsmanager:{_REGION}:[0-9]{{12}}:secret:[A-Za-z0-9/_+=.@-]+(:[^:\s]+)?"
+    rf"|{_PARTITION}:secretsmanager:{_REGION}:[0-9]{{12}}:secret:[A-Za-z0-9/_+=.@!-]+(:[^:\s]+)?"
     rf"|{_PARTITION}:ssm:{_REGION}:[0-9]{{12}}:parameter/[A-Za-z0-9/_.-]+",
     "the ARN of a Secrets Manager secret (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-XXXXXX"
     "[:JSON_KEY]) or of an SSM parameter (arn:aws:ssm:REGION:ACCOUNT:parameter/NAME)",

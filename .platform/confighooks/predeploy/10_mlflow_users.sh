@@ -25,7 +25,7 @@ if [ -z "$value" ] && [ -x /opt/elasticbeanstalk/bin/get-config ]; then
 fi
 # The users file as configgen writes it, or (for an environment property, which holds one
 # line) its base64: base64 has no ':', every users file has one.
-if [ -n "$value" ] && [[ "$value" != *:* ]]; then
+if [ -n "${value//[[:space:]]/}" ] && [[ "$value" != *:* ]]; then
     value="$(printf '%s' "$value" | base64 -d 2>/dev/null)" || fail "$name: neither a users file nor its base64"
 fi
 entries="$(printf '%s\n' "$value" | tr -d '\r' | sed '/^[[:space:]]*$/d')"
