@@ -46,7 +46,9 @@ NGINX_FILES = {
     ".platform/nginx/mlflow-proxy.conf": "nginx/mlflow-proxy.conf.j2",
     ".platform/nginx/mlflow-verifier.conf": "nginx/mlflow-verifier.conf.j2",
 }
-EB_NGINX_FILE = ".platform/nginx/conf.d/mlflow-eb.conf"
+# After mlflow-http.conf in the alphabetical order EB includes conf.d/*.conf in: it uses the
+# log format that one defines.
+EB_NGINX_FILE = ".platform/nginx/conf.d/mlflow-runner.conf"
 DOCKERRUN = "Dockerrun.aws.json"
 OPTIONS_FILE = ".ebextensions/mlflow.config"
 

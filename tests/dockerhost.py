@@ -24,11 +24,14 @@ COMPOSE_V1 = "/usr/bin/docker-compose"  # Debian's 1.29
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 
 
-def docker(*args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+def docker(
+    *args: str, check: bool = True, timeout: float = 900, input: str | None = None
+) -> subprocess.CompletedProcess:
     assert shutil.which("docker"), "tests/run.sh installs docker.io"
     done = subprocess.run(
-        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
+        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False,
+        input=input,
+    )  # fmt: skip
     if check and done.returncode != 0:
         raise AssertionError(f"docker {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
     return done

@@ -90,13 +90,14 @@ def local_stack(project: Path, stack_yaml: str, **env: str) -> Iterator[RunningS
 
 
 @contextmanager
-def mlflow_client_env(stack: RunningStack, user: str | None = None, password: str | None = None):
-    """Point the MLflow client (in this process) at `stack` through the environment."""
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME",
-                                            "MLFLOW_TRACKING_PASSWORD")}  # fmt: skip
-    os.environ["MLFLOW_TRACKING_URI"] = stack.url
-    os.environ["MLFLOW_TRACKING_USERNAME"] = user or stack.user
-    os.environ["MLFLOW_TRACKING_PASSWORD"] = password or stack.password
+def environ(**values: str | None) -> Iterator[None]:
+    """Set (or, for None, remove) environment variables of this process for a while."""
+    saved = {k: os.environ.get(k) for k in values}
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     try:
         yield
     finally:
@@ -105,3 +106,12 @@ def mlflow_client_env(stack: RunningStack, user: str | None = None, password: st
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def mlflow_client_env(stack: RunningStack, user: str | None = None, password: str | None = None):
+    """Point the MLflow client (in this process) at `stack` through the environment."""
+    return environ(
+        MLFLOW_TRACKING_URI=stack.url,
+        MLFLOW_TRACKING_USERNAME=user or stack.user,
+        MLFLOW_TRACKING_PASSWORD=password or stack.password,
+    )

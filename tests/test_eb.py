@@ -155,7 +155,7 @@ def test_nginx_files_extend_ebs_server_without_replacing_it():
     # The shared fragment, unchanged: the same text the compose image carries.
     assert server == (Path(__file__).parent.parent / "nginx/mlflow-server.conf").read_text()
     assert "location / {" not in server  # EB's server has one; a second fails nginx -t
-    http = files[".platform/nginx/conf.d/mlflow-eb.conf"]
+    http = files[".platform/nginx/conf.d/mlflow-runner.conf"]
     assert "default docker;" in http  # EB's upstream for the container
     assert "\nupstream docker" not in http  # EB defines it
     assert "proxy_cache_path /run/nginx-mlflow-auth " in http  # tmpfs on Amazon Linux 2023

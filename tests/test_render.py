@@ -27,7 +27,7 @@ EB_FILES = [
     ".platform/nginx/conf.d/elasticbeanstalk/mlflow-server.conf",
     ".platform/nginx/mlflow-proxy.conf",
     ".platform/nginx/mlflow-verifier.conf",
-    ".platform/nginx/conf.d/mlflow-eb.conf",
+    ".platform/nginx/conf.d/mlflow-runner.conf",
     ".platform/hooks/predeploy/10_mlflow_users.sh",
     ".platform/confighooks/predeploy/10_mlflow_users.sh",
 ]

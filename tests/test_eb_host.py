@@ -1,0 +1,302 @@
+"""The Elastic Beanstalk bundle deployed on an emulated Amazon Linux 2023 Docker host.
+
+Offline there is no Elastic Beanstalk, so the test plays its deployment steps with real parts:
+the bundle from `configgen eb bundle`, unzipped to /var/app/staging of a host container that
+runs nginx with a replica of EB's nginx.conf (tests/images/eb-host); `.platform/nginx` copied
+over /etc/nginx and checked with `nginx -t`; `upstream docker` pointed at the MLflow container,
+built from the bundle's own Dockerfile and started with the bundle's environment properties;
+the predeploy hook run as root, reading the users through a stand-in get-config; then nginx.
+Metadata go to MariaDB and artifacts to an S3 endpoint (the compose tests' stand-ins), so a
+second MLflow container sees what the first one stored. Every request carries the Host header
+of the environment's CNAME, as the load balancer passes it on.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import boto3
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from tests import dockerhost, mlflow_flow
+from tests.dockerhost import docker
+from tests.localstack import RunningStack, environ, free_port, mlflow_client_env
+from tests.support import PASSWORD, REPO, clean_env, run_configgen
+
+HOST_IMAGE = "mlflow-stack-test/eb-host:al2023"
+APP_IMAGE = "mlflow-stack-test/eb-app:3.17.2"
+PREFIX = "mlflow-eb-e2e"
+CNAME = "mlflow-e2e.eu-west-1.elasticbeanstalk.com"
+BUCKET = "mlflow-eb"
+DB_PASSWORD = "db-password-for-the-eb-test"
+S3_KEYS = {"AWS_ACCESS_KEY_ID": "ebtestaccesskey", "AWS_SECRET_ACCESS_KEY": "ebtestsecretkey1"}
+ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:{}-AbCd12"
+HOOK = ".platform/hooks/predeploy/10_mlflow_users.sh"
+CONFIG_HOOK = ".platform/confighooks/predeploy/10_mlflow_users.sh"
+
+
+def ip(container: str) -> str:
+    return docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", container).stdout.strip()
+
+
+def remove(*containers: str) -> None:
+    docker("rm", "-f", "-v", *containers, check=False)
+
+
+@dataclass
+class EBHost(RunningStack):
+    """The emulated instance: requests go to its port 80 with the CNAME as Host."""
+
+    host_container: ClassVar[str] = f"{PREFIX}-host"
+    apps: list[str] = field(default_factory=list)  # MLflow containers: instance 1, 2
+    app_env: dict[str, str] = field(default_factory=dict)  # what EB passes them
+
+    @property
+    def url(self) -> str:
+        return f"http://{CNAME}"
+
+    def request(self, path, auth=None, host=CNAME, method="GET"):
+        return super().request(path, auth, host, method)
+
+    def run(self, *command: str, check: bool = True):
+        """A command on the host, as root in the staging folder (as EB runs hooks)."""
+        return docker("exec", "-w", "/var/app/staging", self.host_container, *command,
+                      check=check)  # fmt: skip
+
+    def access_log(self) -> str:
+        # The client reaches nginx as a forward proxy (see `through_nginx`), so request lines
+        # carry the scheme and host: drop them to compare paths.
+        log = self.run("cat", "/var/log/nginx/access.log").stdout
+        return log.replace(f"http://{CNAME}", "")
+
+    def set_users(self, text: str) -> None:
+        """The MLFLOW_HTPASSWD secret as EB's get-config returns it."""
+        self.run("mkdir", "-p", "/opt/elasticbeanstalk/test-env")
+        docker("exec", "-i", self.host_container, "sh", "-c",
+               "cat > /opt/elasticbeanstalk/test-env/MLFLOW_HTPASSWD", input=text)  # fmt: skip
+
+    def point_upstream_at(self, app: str) -> None:
+        """What EB writes for the container's first port."""
+        conf = f"upstream docker {{\n    server {ip(app)}:5000;\n    keepalive 256;\n}}\n"
+        docker("exec", "-i", self.host_container, "sh", "-c",
+               "cat > /etc/nginx/conf.d/elasticbeanstalk-nginx-docker-upstream.conf",
+               input=conf)  # fmt: skip
+
+
+@contextmanager
+def through_nginx(host: EBHost) -> Iterator[None]:
+    """Point the MLflow client at the CNAME, through the host's nginx: as an HTTP proxy, nginx
+    receives absolute request URIs and takes the CNAME as the Host, as behind the load
+    balancer; no DNS entry needed."""
+    proxy = environ(HTTP_PROXY=f"http://127.0.0.1:{host.port}", NO_PROXY=None, no_proxy=None)
+    with proxy, mlflow_client_env(host):
+        yield
+
+
+def environment_properties(staging: Path) -> dict[str, str]:
+    settings = yaml.safe_load((staging / ".ebextensions" / "mlflow.config").read_text())
+    return settings["option_settings"]["aws:elasticbeanstalk:application:environment"]
+
+
+def start_app(name: str, env: dict[str, str]) -> str:
+    """The MLflow container as EB runs it: the bundle's image, the environment as variables."""
+    remove(name)
+    args = [f"--env={k}={v}" for k, v in env.items()]
+    docker("run", "-d", "--name", name, *args, APP_IMAGE)
+    deadline = time.monotonic() + 180
+    probe = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:5000/health')"
+    while docker("exec", name, "python", "-c", probe, check=False).returncode != 0:
+        logs = docker("logs", "--tail", "20", name, check=False)
+        assert time.monotonic() < deadline, logs.stdout + logs.stderr
+        time.sleep(1)
+    return name
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory) -> Iterator[EBHost]:
+    daemon = dockerhost.start_engine(tmp_path_factory.mktemp("dockerd"))
+    dockerhost.make_base_image()
+    # The stack/mlflow/certs/ the compose build sees, so the bundle's image shares its layers.
+    dockerhost.build("mlflow-stack/mlflow:3.17.2", REPO, REPO / "stack" / "mlflow" / "Dockerfile")
+    for tag, folder in ((dockerhost.MARIADB_IMAGE, "mariadb"), (dockerhost.S3_IMAGE, "s3"),
+                        (HOST_IMAGE, "eb-host")):  # fmt: skip
+        dockerhost.build(tag, REPO / "tests" / "images" / folder)
+    database, objectstore = f"{PREFIX}-db", f"{PREFIX}-s3"
+    apps = [f"{PREFIX}-app1", f"{PREFIX}-app2"]
+    remove(database, objectstore, *apps, EBHost.host_container)
+    docker("run", "-d", "--name", database, "--env=MYSQL_DATABASE=mlflow",
+           "--env=MYSQL_USER=mlflow", f"--env=MYSQL_PASSWORD={DB_PASSWORD}",
+           "--env=MYSQL_ROOT_PASSWORD=root-password-eb", dockerhost.MARIADB_IMAGE)  # fmt: skip
+    docker("run", "-d", "--name", objectstore,
+           f"--env=MINIO_ROOT_USER={S3_KEYS['AWS_ACCESS_KEY_ID']}",
+           f"--env=MINIO_ROOT_PASSWORD={S3_KEYS['AWS_SECRET_ACCESS_KEY']}",
+           dockerhost.S3_IMAGE)  # fmt: skip
+    s3_endpoint = f"http://{ip(objectstore)}:9000"
+
+    project = tmp_path_factory.mktemp("eb-project")
+    (project / "stack").mkdir()
+    (project / "stack" / "stack.yaml").write_text(
+        f"name: {PREFIX}\n"
+        "hosts: [mlflow.example.com]\n"
+        "auth: {bcrypt_cost: 4}\n"
+        "proxy: {trusted_proxies: [172.16.0.0/12]}\n"
+        "mlflow:\n"
+        f"  backend_store: mysql+pymysql://mlflow@{ip(database)}:3306/mlflow\n"
+        f"  artifact_destination: s3://{BUCKET}/artifacts\n"
+        f"object_store: {{endpoint: '{s3_endpoint}'}}\n"
+        "elastic_beanstalk:\n"
+        f"  cname: {CNAME}\n"
+        "  max_instances: 2\n"
+        "  secrets:\n"
+        f"    htpasswd: '{ARN.format('users')}'\n"
+        f"    database_password: '{ARN.format('db')}'\n"
+    )  # fmt: skip
+    env = clean_env()
+    for args, stdin in ((["init"], None),
+                        (["htpasswd", "user", "add", "alice", "--password-stdin"], PASSWORD),
+                        (["eb", "bundle"], None)):  # fmt: skip
+        done = run_configgen(*args, cwd=project, stdin=stdin, env=env)
+        assert done.returncode == 0, done.stderr
+    bundle = project / "dist" / f"{PREFIX}-eb.zip"
+
+    # EB unzips the bundle into the staging folder, modes included.
+    staging = project / "staging"
+    subprocess.run(["unzip", "-q", str(bundle), "-d", str(staging)], check=True)
+    docker("build", "-t", APP_IMAGE, str(staging))
+
+    host = EBHost(project, project, free_port(), "alice", PASSWORD, env, apps)
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
+                 aws_access_key_id=S3_KEYS["AWS_ACCESS_KEY_ID"],
+                 aws_secret_access_key=S3_KEYS["AWS_SECRET_ACCESS_KEY"]
+                 ).create_bucket(Bucket=BUCKET)  # fmt: skip
+    # The instance profile's part: S3 credentials (AWS would hand out temporary ones).
+    host.app_env = {**environment_properties(staging), "MLFLOW_DB_PASSWORD": DB_PASSWORD,
+                    **S3_KEYS}  # fmt: skip
+    start_app(apps[0], host.app_env)
+
+    docker("run", "-d", "--name", host.host_container, "--tmpfs", "/run",
+           "-p", f"127.0.0.1:{host.port}:80", HOST_IMAGE)  # fmt: skip
+    docker("cp", f"{staging}/.", f"{host.host_container}:/var/app/staging/")
+    host.run("cp", "-r", "/var/app/staging/.platform/nginx/.", "/etc/nginx/")
+    host.point_upstream_at(apps[0])
+    try:
+        yield host
+    finally:
+        remove(host.host_container, *apps, database, objectstore)
+        if daemon is not None:
+            daemon.terminate()
+            daemon.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def serving(deployed: EBHost) -> EBHost:
+    """The deployment's remaining steps: nginx -t, the predeploy hook, nginx started."""
+    host = deployed
+    test = host.run("nginx", "-t", check=False)
+    assert test.returncode == 0, test.stderr
+    # A deployment whose secret is missing fails in the hook, before nginx serves anyone.
+    missing = host.run(HOOK, check=False)
+    assert missing.returncode == 1
+    assert "mlflow users: MLFLOW_HTPASSWD is missing or empty" in missing.stderr
+    host.set_users((host.project / "secrets" / "nginx" / "htpasswd").read_text())
+    done = host.run(HOOK)
+    assert done.stdout == "mlflow users: wrote 1 users to /etc/nginx/secrets/htpasswd\n"
+    listing = host.run("stat", "-c", "%a %U:%G %n", "/etc/nginx/secrets",
+                       "/etc/nginx/secrets/htpasswd").stdout  # fmt: skip
+    assert listing.splitlines() == [
+        "750 root:nginx /etc/nginx/secrets",
+        "640 root:nginx /etc/nginx/secrets/htpasswd",
+    ]
+    host.run("nginx")
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if host.request("/health")[0] == 200:
+                return host
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, host.run("cat", "/var/log/nginx/error.log").stdout
+        time.sleep(0.5)
+
+
+SEARCH = "/api/2.0/mlflow/experiments/search?max_results=5"
+
+
+def test_health_is_open_and_everything_else_needs_a_user(serving: EBHost):
+    assert serving.request("/health")[0] == 200
+    for path in (SEARCH, "/", "/ajax-api/2.0/mlflow/experiments/search?max_results=1"):
+        assert serving.request(path)[0] == 401, path
+        assert serving.request(path, ("alice", "wrong password"))[0] == 401, path
+    assert serving.request(SEARCH, serving.credentials)[0] == 200
+    # MLflow's Host check: the CNAME and the stack's names pass, others do not.
+    assert serving.request(SEARCH, serving.credentials, host="mlflow.example.com")[0] == 200
+    assert serving.request(SEARCH, serving.credentials, host="evil.example.net")[0] == 403
+    # The password checks ran in EB's nginx, through the verifier server and its log.
+    auth_log = serving.run("cat", "/var/log/nginx/mlflow-auth.log").stdout
+    assert re.search(r'user="alice" status=200', auth_log)
+    assert re.search(r'user="alice" status=401', auth_log)
+
+
+def test_the_mlflow_client_through_the_eb_host(serving: EBHost, tmp_path: Path):
+    with through_nginx(serving):
+        mlflow_flow.exercise(serving, tmp_path, "eb")
+
+
+def test_a_second_instance_sees_the_same_runs_and_artifacts(serving: EBHost, tmp_path: Path):
+    with through_nginx(serving):
+        client = MlflowClient(tracking_uri=serving.url)
+        experiment = client.get_experiment_by_name("eb")
+        assert experiment is not None, "test_the_mlflow_client_through_the_eb_host runs first"
+        (run,) = client.search_runs([experiment.experiment_id])
+    # Scale out: a new instance's container on the same RDS and S3, behind the same nginx.
+    start_app(serving.apps[1], serving.app_env)
+    serving.point_upstream_at(serving.apps[1])
+    serving.run("nginx", "-s", "reload")
+    time.sleep(1)
+    docker("stop", serving.apps[0])
+    with through_nginx(serving):
+        client = MlflowClient(tracking_uri=serving.url)
+        assert client.get_run(run.info.run_id).data.params["lr"] == "0.01"
+        path = client.download_artifacts(run.info.run_id, "model/MLmodel", str(tmp_path))
+        assert Path(path).read_text() == "flavors: {}\n"
+
+
+def test_a_configuration_deployment_changes_the_users(serving: EBHost):
+    users = serving.project / "secrets" / "nginx" / "htpasswd"
+    env = serving.env
+    done = run_configgen("htpasswd", "user", "add", "bob", "--password-stdin",
+                         cwd=serving.project, stdin="bob's password 123", env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert run_configgen("htpasswd", "user", "remove", "alice", cwd=serving.project,
+                         env=env).returncode == 0  # fmt: skip
+    assert serving.request(SEARCH, serving.credentials)[0] == 200  # alice, cached
+    serving.set_users(users.read_text())
+    done = serving.run(CONFIG_HOOK)
+    assert done.stdout == "mlflow users: wrote 1 users to /etc/nginx/secrets/htpasswd\n"
+    # The hook reloads nginx through systemd; the stand-in host has none.
+    serving.run("nginx", "-s", "reload")
+    time.sleep(1)
+    assert serving.request(SEARCH, ("bob", "bob's password 123"))[0] == 200
+    assert serving.request(SEARCH, serving.credentials)[0] == 401  # at once: a new generation
+
+
+def test_bundle_passes_eb_check_and_holds_no_secret(deployed: EBHost):
+    bundle = deployed.project / "dist" / f"{PREFIX}-eb.zip"
+    done = run_configgen("eb", "check", str(bundle), cwd=deployed.project, env=deployed.env)
+    assert done.returncode == 0, done.stdout
+    assert "no secret of stack/stack.yaml inside" in done.stdout
+    with zipfile.ZipFile(bundle) as archive:
+        everything = b"".join(archive.read(name) for name in archive.namelist())
+    assert DB_PASSWORD.encode() not in everything
+    figures = {"eb bundle bytes": bundle.stat().st_size, "entries": len(archive.namelist())}
+    dockerhost.record({"eb bundle": figures})
