@@ -46,6 +46,10 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
+def _count(items: Sequence[object], noun: str) -> str:
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
+
+
 # -- init -------------------------------------------------------------------------------------
 
 
@@ -153,7 +157,7 @@ def cmd_eb_bundle(args: argparse.Namespace) -> None:
     if problems:
         out.unlink()
         raise CheckFailed(
-            f"the bundle failed its own check ({len(problems)} problems above); nothing written",
+            f"the bundle failed its own check ({_count(problems, 'problem')} above); nothing kept",
             details=problems,
         )
     for note in eb.warnings(project):
@@ -176,8 +180,8 @@ def cmd_eb_check(args: argparse.Namespace) -> None:
         print(line)
     if problems:
         raise CheckFailed(
-            f"{args.zip}: {len(problems)} problems; Elastic Beanstalk would fail "
-            "or misbehave with this bundle"
+            f"{args.zip}: {_count(problems, 'problem')}; Elastic Beanstalk would fail or "
+            "misbehave with this bundle"
         )
     scanned = f", no secret of {stack_file} inside" if stack_file else ""
     print(f"{args.zip}: no problems found{scanned}")

@@ -57,7 +57,7 @@ def is_hook(path: str) -> bool:
     return path.startswith((".platform/hooks/", ".platform/confighooks/"))
 
 
-def runtime(stack: Stack) -> nginx.Runtime:
+def runtime() -> nginx.Runtime:
     """EB's host nginx, as far as the shared files and the http-level file need it."""
     return nginx.Runtime(
         purpose="Elastic Beanstalk's host nginx",
@@ -68,7 +68,7 @@ def runtime(stack: Stack) -> nginx.Runtime:
         error_log="/var/log/nginx/error.log",
         access_log="/var/log/nginx/access.log",
         auth_listen=VERIFIER_ADDRESS,
-        verifier_pid="/var/run/nginx.pid",
+        verifier_pid="/var/run/nginx.pid",  # the same nginx: there is no second one here
         # /run is a tmpfs on Amazon Linux 2023; the cache holds credentials.
         auth_cache_dir="/run/nginx-mlflow-auth",
         # EB's log bundles and streaming take /var/log/nginx/*.

@@ -7,9 +7,11 @@ location) and `mlflow-verifier.conf` (the password checks, see docs/auth.md). A 
 main configurations include them and supply what differs by runner: `$mlflow_upstream`, the
 verifier's unix socket and the auth cache's memory-backed folder.
 
-Each runner starts nginx twice: `nginx.conf` serves MLflow, `nginx-verifier.conf` checks
-passwords. bcrypt blocks the nginx worker that runs it for about 0.25 s; in a process of its
-own it never stalls a worker that is serving requests (docs/auth.md has the measurements).
+The local and compose runners start nginx twice: `nginx.conf` serves MLflow,
+`nginx-verifier.conf` checks passwords. bcrypt blocks the nginx worker that runs it for about
+0.25 s; in a process of its own it never stalls a worker that is serving requests (docs/auth.md
+has the measurements). On Elastic Beanstalk, which owns the host's nginx, the verifier is a
+server of that nginx instead (configgen/eb.py).
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ def nginx_outputs(project: Project, runtime: nginx.Runtime, folder: str) -> list
 def eb_outputs(project: Project) -> list[Output]:
     """The Elastic Beanstalk files: Dockerrun.aws.json, .ebextensions/ and .platform/."""
     stack = project.stack
-    runtime = eb.runtime(stack)
+    runtime = eb.runtime()
     fragment = nginx.fragment_context(stack)
     return [
         Output(eb.DOCKERRUN, "eb/Dockerrun.aws.json.j2", {"dockerrun": eb.dockerrun(stack)}),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 import zipfile
@@ -379,7 +380,7 @@ def test_check_catches_a_parent_folder(configgen: Configgen, scaled: Path, tmp_p
     done = configgen("eb", "check", str(bad))
     assert done.returncode == 1
     assert "everything is inside a parent folder mlflow/" in done.stdout
-    assert done.stderr.startswith(f"configgen: {bad}: 1 problems")
+    assert done.stderr.startswith(f"configgen: {bad}: 1 problem; Elastic Beanstalk would")
 
 
 def test_check_catches_a_hook_without_its_executable_bit(
@@ -483,3 +484,16 @@ def test_check_bad_input(configgen: Configgen, tmp_path: Path):
     (tmp_path / "text.zip").write_text("not a zip")
     done = configgen("eb", "check", str(tmp_path / "text.zip"))
     assert (done.returncode, done.stdout) == (1, f"{tmp_path}/text.zip: not a zip file\n")
+
+
+def test_bundle_keeps_no_zip_that_fails_its_own_check(configgen: Configgen, scaled: Path):
+    # A secret that happens to be text of the bundle: the scan must catch it before upload.
+    (scaled / "secrets" / "mysql_password").write_text("AWSEBDockerrunVersion\n")
+    done = configgen("eb", "bundle", "--out", "dist/ml.zip")
+    assert done.returncode == 1
+    assert "  | Dockerrun.aws.json: holds the secret of secrets/mysql_password" in done.stderr
+    assert re.fullmatch(
+        r"configgen: the bundle failed its own check \(\d+ problems above\); nothing kept",
+        done.stderr.splitlines()[-1],
+    )
+    assert list((scaled / "dist").iterdir()) == []
