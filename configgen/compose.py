@@ -50,6 +50,10 @@ def context(project: Project) -> dict[str, object]:
         if bundled_store
         else stack.object_store.endpoint
     )
+    secrets = {s.file: _relative(project.secrets_dir / s.file, project) for s in SECRETS}
+    if stack.tls.enabled:
+        secrets[nginx.TLS_CERTIFICATE_SECRET] = _relative(project.tls_certificate, project)
+        secrets[nginx.TLS_KEY_SECRET] = _relative(project.tls_key, project)
     return {
         "stack": stack,
         "port": stack.proxy.port,
@@ -59,7 +63,11 @@ def context(project: Project) -> dict[str, object]:
         "auth_socket_dir": nginx.COMPOSE_AUTH_SOCKET_DIR,
         "mlflow_build": _relative(project.root, project),
         "mlflow_image": stack.mlflow_image,
-        "secrets": {s.file: _relative(project.secrets_dir / s.file, project) for s in SECRETS},
+        "secrets": secrets,
+        "tls": stack.tls.enabled,
+        "http_port": nginx.COMPOSE_HTTP_PORT,
+        "https_port": nginx.COMPOSE_HTTPS_PORT,
+        "tls_secrets": (nginx.TLS_CERTIFICATE_SECRET, nginx.TLS_KEY_SECRET),
         "bundled_database": bundled_database,
         "bundled_store": bundled_store,
         "database": DATABASE,

@@ -24,6 +24,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import stat
 import subprocess
 import sys
@@ -178,17 +179,44 @@ def ensure_first_user(project: Project) -> str | None:
     return password
 
 
-def url(host: str, port: int) -> str:
+def url(host: str, port: int, https: bool) -> str:
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - a comparison
-    return f"http://{shown}:{port}" if ":" not in shown else f"http://[{shown}]:{port}"
+    scheme = "https" if https else "http"
+    return f"{scheme}://{shown}:{port}" if ":" not in shown else f"{scheme}://[{shown}]:{port}"
+
+
+def _listen(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+# The probe talks to the nginx this process started, by address: whether clients trust the
+# certificate is theirs to check (a user's own may come from a private CA).
+_PROBE_TLS = ssl.create_default_context()
+_PROBE_TLS.check_hostname = False
+_PROBE_TLS.verify_mode = ssl.CERT_NONE
 
 
 def healthy(base_url: str) -> bool:
     try:
-        with urllib.request.urlopen(f"{base_url}/health", timeout=2) as response:  # noqa: S310
+        with urllib.request.urlopen(  # noqa: S310 - our own http(s) URL
+            f"{base_url}/health", timeout=2, context=_PROBE_TLS
+        ) as response:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
+
+
+def ports(project: Project, port: int | None, http_port: int | None) -> tuple[int, int | None]:
+    """(the port clients use, the plain-HTTP port for /health and redirects, None without
+    TLS), from --port, --http-port and the stack file."""
+    stack = project.stack
+    if not stack.tls.enabled:
+        return port or stack.proxy.port, None
+    main, plain = port or stack.tls.port, http_port or stack.proxy.port
+    if main == plain:
+        raise UsageError(f"the HTTPS and HTTP ports are both {main}; pick another with "
+                         "--port N or --http-port N")  # fmt: skip
+    return main, plain
 
 
 # -- the supervisor (foreground) ----------------------------------------------------------
@@ -209,7 +237,8 @@ def _services(
     project: Project,
     data: DataDir,
     nginx_bin: str,
-    listen: str,
+    host: str,
+    ports: tuple[int, int | None],
     environ: Mapping[str, str],
     say: Callable[[str], None],
 ) -> list[Service]:
@@ -217,7 +246,13 @@ def _services(
     (an nginx of its own, see configgen/nginx.py) and nginx."""
     mlflow_port = free_port()
     conf, logs = data.nginx.resolve(), data.logs.resolve()  # nginx resolves against its prefix
-    runtime = nginx.local_runtime(conf, logs, data.run_dir, listen, f"127.0.0.1:{mlflow_port}")
+    port, http_port = ports
+    tls = None
+    if http_port is not None:
+        tls = (f"{_listen(host, port)} ssl", project.tls_certificate.resolve(),
+               project.tls_key.resolve(), port)  # fmt: skip
+    listen = _listen(host, http_port or port)
+    runtime = nginx.local_runtime(conf, logs, data.run_dir, listen, f"127.0.0.1:{mlflow_port}", tls)
     files = render.nginx_outputs(project, runtime, ".")
     render.write(render.render(project, files), conf)
     link = conf / nginx.SECRETS_FOLDER
@@ -287,24 +322,25 @@ def run(
     *,
     nginx_bin: str,
     host: str,
-    port: int,
+    ports: tuple[int, int | None],
     timeout: float,
     environ: Mapping[str, str],
     say: Callable[[str], None],
     on_ready: Callable[[str], None],
 ) -> None:
-    """Start the stack and keep it running until SIGINT or SIGTERM."""
+    """Start the stack and keep it running until SIGINT or SIGTERM. `ports`: see ports()."""
     signal.signal(signal.SIGINT, _on_stop_signal)
     signal.signal(signal.SIGTERM, _on_stop_signal)
-    base_url = url(host, port)
-    listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    base_url = url(host, ports[0], https=ports[1] is not None)
     try:
         with data.lock():
             data.prepare_run_dir()  # before the try: its clean-up must not remove a stranger's
             supervisor = Supervisor([], say)
             try:
-                check_port_free(host, port)
-                supervisor.services = _services(project, data, nginx_bin, listen, environ, say)
+                for port in (p for p in ports if p is not None):
+                    check_port_free(host, port)
+                supervisor.services = _services(project, data, nginx_bin, host, ports, environ,
+                                                say)  # fmt: skip
                 say(f"starting MLflow and {nginx_bin} (logs in {data.logs})")
                 supervisor.start_all()
                 _wait_healthy(supervisor, base_url, timeout, say)
@@ -328,7 +364,7 @@ def start_detached(
     data: DataDir,
     *,
     host: str,
-    port: int,
+    ports: tuple[int, int | None],
     timeout: float,
     environ: Mapping[str, str],
     say: Callable[[str], None],
@@ -337,11 +373,14 @@ def start_detached(
     pid = data.running_pid()
     if pid is not None:
         raise data.already_running(pid)
-    check_port_free(host, port)
+    port, http_port = ports
+    for each in (p for p in ports if p is not None):
+        check_port_free(host, each)
     log = data.logs / "up.log"
     argv = [
         sys.executable, "-m", "configgen", "--stack", str(project.stack_file.resolve()), "up",
         "--data", str(data.root.resolve()), "--host", host, "--port", str(port),
+        *(["--http-port", str(http_port)] if http_port else []),
         "--timeout", str(timeout), "--background",
     ]  # fmt: skip
     with log.open("ab") as out:
@@ -349,7 +388,7 @@ def start_detached(
             argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             env=dict(environ), start_new_session=True,
         )  # fmt: skip
-    base_url = url(host, port)
+    base_url = url(host, port, https=http_port is not None)
     say(f"starting in the background (pid {child.pid}, log: {log})")
     try:
         # The child gives up by itself after `timeout`, and exits.

@@ -31,6 +31,11 @@ GENERATION_SUFFIX = ".generation"
 MAIN_CONF = "nginx.conf"
 VERIFIER_CONF = "nginx-verifier.conf"
 COMPOSE_AUTH_SOCKET_DIR = "/run/mlflow-auth"
+COMPOSE_HTTP_PORT = 8080  # inside the nginx container; compose publishes proxy.port here
+COMPOSE_HTTPS_PORT = 8443  # and tls.port here
+# The compose secrets (names, not values) holding the certificate and its key.
+TLS_CERTIFICATE_SECRET = "tls_certificate"  # noqa: S105
+TLS_KEY_SECRET = "tls_key"  # noqa: S105
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,17 @@ class Runtime:
     user: str | None = None  # the workers' user, when started as root
     resolver: str | None = None  # for an upstream host name that may change address
     temp_dir: str | None = None  # for an nginx that cannot write its compiled-in paths
+    # HTTPS (tls.mode other than off): where nginx serves it, its certificate and key, and the
+    # port clients reach it on (for the redirect from `listen`, which keeps only /health).
+    tls_listen: str | None = None
+    tls_certificate: str | None = None
+    tls_key: str | None = None
+    https_port: int = 443
+
+    @property
+    def https_port_suffix(self) -> str:
+        """The HTTPS port as a URL writes it after the host: nothing for 443."""
+        return "" if self.https_port == 443 else f":{self.https_port}"
 
     @property
     def auth_socket(self) -> str:
@@ -63,7 +79,7 @@ def compose_runtime(stack: Stack) -> Runtime:
     return Runtime(
         purpose="the nginx container of compose/production.yml",
         verifier_purpose="the auth-verifier container of compose/production.yml",
-        listen="8080",
+        listen=str(COMPOSE_HTTP_PORT),
         upstream=f"mlflow:{stack.mlflow.port}",
         pid="/run/nginx.pid",
         error_log="/dev/stderr",
@@ -76,14 +92,31 @@ def compose_runtime(stack: Stack) -> Runtime:
         auth_log="/dev/stdout",
         # Docker's embedded DNS; names are re-resolved, so a re-created MLflow container is found.
         resolver="127.0.0.11",
+        **(_compose_tls(stack) if stack.tls.enabled else {}),
     )
 
 
+def _compose_tls(stack: Stack) -> dict[str, object]:
+    return {
+        "tls_listen": str(COMPOSE_HTTPS_PORT),
+        # compose secrets: root-only files that nginx's master reads before dropping privileges
+        "tls_certificate": f"/run/secrets/{TLS_CERTIFICATE_SECRET}",
+        "tls_key": f"/run/secrets/{TLS_KEY_SECRET}",
+        "https_port": stack.tls.port,
+    }
+
+
 def local_runtime(
-    conf_dir: Path, log_dir: Path, run_dir: Path, listen: str, upstream: str
+    conf_dir: Path,
+    log_dir: Path,
+    run_dir: Path,
+    listen: str,
+    upstream: str,
+    tls: tuple[str, Path, Path, int] | None = None,
 ) -> Runtime:
     """An nginx started on this machine: pid and temp files in `conf_dir`, logs in `log_dir`,
-    the verifier's socket and the auth cache in `run_dir` (a private folder on tmpfs).
+    the verifier's socket and the auth cache in `run_dir` (a private folder on tmpfs). `tls`:
+    (listen, certificate, key, port) for HTTPS, which `listen` then redirects to.
 
     Started as root, its workers would otherwise drop to `nobody` and could not read the 0640
     htpasswd file; they keep the identity of whoever started it, as with any other user.
@@ -102,7 +135,12 @@ def local_runtime(
         auth_cache_dir=str(run_dir / "auth-cache"),
         auth_log=str(log_dir / "nginx-auth.log"),
         temp_dir=str(conf_dir / "tmp"),
-    )
+        **(
+            {"tls_listen": tls[0], "tls_certificate": str(tls[1]), "tls_key": str(tls[2]),
+             "https_port": tls[3]}
+            if tls else {}
+        ),
+    )  # fmt: skip
 
 
 def htpasswd_path(stack: Stack) -> str:
@@ -123,10 +161,20 @@ def fragment_context(stack: Stack) -> dict[str, object]:
     }
 
 
+# TLS 1.2's forward-secret AEAD suites (TLS 1.3 has only such suites, and nginx keeps
+# OpenSSL's list for it).
+TLS_CIPHERS = ":".join([
+    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+])  # fmt: skip
+
+
 def main_context(stack: Stack, runtime: Runtime) -> dict[str, object]:
     """Values for a runner's main configuration (`nginx.conf`)."""
     return {
         "runtime": runtime,
+        "tls_ciphers": TLS_CIPHERS,
         "server_names": " ".join(stack.hosts),
         "auth_cache_seconds": stack.auth.cache_seconds,
     }

@@ -187,6 +187,33 @@ class Auth:
     verify_burst: int = setting(20, Int(4, 1000))
 
 
+class _TlsMode(Text):
+    """YAML 1.1 reads a bare `off` as false: that is what the user wrote."""
+
+    def convert(self, value: Any) -> str:
+        return super().convert("off" if value is False else value)
+
+
+@dataclass(frozen=True)
+class Tls:
+    """HTTPS for the compose and local runners (on Elastic Beanstalk the load balancer has it)."""
+
+    # self-signed: `configgen init` (or `up`) makes the key and a certificate for `hosts`;
+    # files: your own certificate and key; off: plain HTTP, only behind a TLS-terminating
+    # load balancer or on loopback.
+    mode: str = setting(
+        "self-signed", _TlsMode(r"self-signed|files|off", "self-signed, files or off")
+    )
+    certificate: str = setting("secrets/tls/certificate.pem", Text(r"[^\x00-\x1f]+", "a file path"))
+    key: str = setting("secrets/tls/key.pem", Text(r"[^\x00-\x1f]+", "a file path"))
+    # nginx's HTTPS port; proxy.port then answers /health and redirects the rest here.
+    port: int = setting(8443, Int(1, 65535))
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "off"
+
+
 @dataclass(frozen=True)
 class MLflow:
     version: str = setting(
@@ -299,6 +326,7 @@ class Stack:
     secrets_dir: str = setting("secrets", Text(r"[^\x00-\x1f]+", "a folder path"))
     hosts: tuple[str, ...] = setting(("localhost",), ListOf(HOST, min_items=1))
     proxy: Proxy = section(Proxy)
+    tls: Tls = section(Tls)
     auth: Auth = section(Auth)
     mlflow: MLflow = section(MLflow)
     object_store: ObjectStore = section(ObjectStore)
@@ -330,6 +358,14 @@ class Project:
     @property
     def secrets_dir(self) -> Path:
         return self.path(self.stack.secrets_dir)
+
+    @property
+    def tls_certificate(self) -> Path:
+        return self.path(self.stack.tls.certificate)
+
+    @property
+    def tls_key(self) -> Path:
+        return self.path(self.stack.tls.key)
 
     def relative(self, path: Path) -> str:
         """`path` as the user would type it from the project folder (for messages)."""

@@ -7,6 +7,7 @@ import http.client
 import os
 import re
 import socket
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,10 +32,11 @@ class RunningStack:
     user: str
     password: str
     env: dict[str, str]
+    ca: Path | None = None  # with HTTPS: the certificate clients trust (self-signed)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.ca else 'http'}://127.0.0.1:{self.port}"
 
     def configgen(self, *args: str, stdin: str | None = None):
         return run_configgen(*args, cwd=self.project, stdin=stdin, env=self.env)
@@ -51,7 +53,12 @@ class RunningStack:
         if auth:
             token = base64.b64encode(":".join(auth).encode()).decode()
             headers["Authorization"] = f"Basic {token}"
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        if self.ca:
+            context = ssl.create_default_context(cafile=str(self.ca))
+            conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=30,
+                                               context=context)  # fmt: skip
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         try:
             conn.request(method, path, headers=headers)
             response = conn.getresponse()
@@ -76,11 +83,14 @@ def local_stack(project: Path, stack_yaml: str, **env: str) -> Iterator[RunningS
     environment = clean_env(**env)
     port = free_port()
     data = project / "data"
-    done = run_configgen("up", "--detach", "--port", str(port), cwd=project, env=environment)
+    done = run_configgen("up", "--detach", "--port", str(port), "--http-port", str(free_port()),
+                         cwd=project, env=environment)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     found = re.search(r"created the first user: (\S+), password: (\S+)", done.stdout)
     assert found, done.stdout
-    stack = RunningStack(project, data, port, found[1], found[2], environment)
+    certificate = re.search(r"export MLFLOW_TRACKING_SERVER_CERT_PATH=(\S+)", done.stdout)
+    stack = RunningStack(project, data, port, found[1], found[2], environment,
+                         Path(certificate[1]) if certificate else None)  # fmt: skip
     try:
         yield stack
     finally:
@@ -114,4 +124,5 @@ def mlflow_client_env(stack: RunningStack, user: str | None = None, password: st
         MLFLOW_TRACKING_URI=stack.url,
         MLFLOW_TRACKING_USERNAME=user or stack.user,
         MLFLOW_TRACKING_PASSWORD=password or stack.password,
+        MLFLOW_TRACKING_SERVER_CERT_PATH=str(stack.ca) if stack.ca else None,
     )

@@ -10,8 +10,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 
-# Cost 4 keeps the suite fast; tests/test_htpasswd.py checks the default cost 12 once.
-FAST_STACK = "auth:\n  bcrypt_cost: 4\n"
+# Cost 4 keeps the suite fast; tests/test_htpasswd.py checks the default cost 12 once. The
+# tests about HTTPS say so; the others talk plain HTTP on loopback.
+FAST_STACK = "auth:\n  bcrypt_cost: 4\ntls:\n  mode: off\n"
 PASSWORD = "correct horse battery"
 
 

@@ -9,6 +9,7 @@ variables, and s3rver behind MinIO's interface. The tests run in order and share
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -29,6 +30,8 @@ SEARCH = "/api/2.0/mlflow/experiments/search?max_results=5"
 
 
 class ComposeStack(RunningStack):
+    http_port: int = 0
+
     def compose(self, *args: str, binary: str = COMPOSE_V2, check: bool = True, timeout=600):
         done = subprocess.run(
             [binary, "-f", "compose/production.yml", *args],
@@ -65,10 +68,11 @@ def stack(tmp_path_factory) -> Iterator[ComposeStack]:
     builds = dockerhost.build_all()
     project = tmp_path_factory.mktemp("compose-project")
     (project / "stack").mkdir()
-    port = free_port()
+    port, http_port = free_port(), free_port()
     (project / "stack" / "stack.yaml").write_text(
         f"name: {PROJECT}\n"
-        f"proxy: {{port: {port}}}\n"
+        f"proxy: {{port: {http_port}}}\n"
+        f"tls: {{port: {port}}}\n"
         "auth: {bcrypt_cost: 4}\n"
         f"images: {{database: '{dockerhost.MARIADB_IMAGE}',"
         f" object_store: '{dockerhost.S3_IMAGE}'}}\n"
@@ -80,11 +84,16 @@ def stack(tmp_path_factory) -> Iterator[ComposeStack]:
     ):
         done = run_configgen(*args, cwd=project, stdin=stdin)
         assert done.returncode == 0, done.stderr
-    # The nginx image carries the repository's rendered configuration: this stack's must match.
+    # The nginx image carries the repository's rendered configuration: this stack's must match,
+    # but for the HTTPS port its redirect names (this test publishes a free one instead).
     for name in (p.name for p in (REPO / "nginx").glob("*.conf")):
-        assert (project / "nginx" / name).read_text() == (REPO / "nginx" / name).read_text()
+        ours = (project / "nginx" / name).read_text().replace(f"$host:{port}$", "$host:8443$")
+        assert ours == (REPO / "nginx" / name).read_text(), name
 
-    running = ComposeStack(project, project, port, "alice", PASSWORD, clean_env())
+    # HTTPS with the self-signed certificate `configgen init` made, as a client trusts it.
+    certificate = project / "secrets" / "tls" / "certificate.pem"
+    running = ComposeStack(project, project, port, "alice", PASSWORD, clean_env(), certificate)
+    running.http_port = http_port
     running.compose("down", "-v", check=False)  # leftovers of an interrupted run
     started = time.monotonic()
     running.compose("up", "-d")
@@ -131,6 +140,18 @@ def test_only_nginx_publishes_a_port(stack: ComposeStack):
             ).stdout
         )
         assert bool(ports) == (service == "nginx"), (service, ports)
+    # Plain HTTP answers /health and sends everything else to HTTPS.
+    conn = http.client.HTTPConnection("127.0.0.1", stack.http_port, timeout=10)
+    conn.request("GET", "/health")
+    assert conn.getresponse().status == 200
+    conn.close()
+    conn = http.client.HTTPConnection("127.0.0.1", stack.http_port, timeout=10)
+    conn.request("GET", SEARCH)
+    response = conn.getresponse()
+    assert response.status == 308
+    # The image's configuration is the repository's: it redirects to tls.port's default.
+    assert response.getheader("Location") == f"https://127.0.0.1:8443{SEARCH}"
+    conn.close()
 
 
 def test_mlflow_runs_as_a_non_root_user(stack: ComposeStack):

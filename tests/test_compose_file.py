@@ -46,9 +46,10 @@ def test_start_order_waits_for_health_and_the_bucket():
 
 
 def test_only_nginx_publishes_and_data_is_in_named_volumes():
-    compose = rendered("proxy: {port: 8443}")
+    compose = rendered("proxy: {port: 80}\ntls: {port: 443}")
     services = compose["services"]
-    assert services["nginx"]["ports"] == ["8443:8080"]
+    assert services["nginx"]["ports"] == ["80:8080", "443:8443"]
+    assert rendered("tls: {mode: off}")["services"]["nginx"]["ports"] == ["8080:8080"]
     assert [n for n, s in services.items() if "ports" in s] == ["nginx"]
     assert compose["volumes"] == {
         "auth-socket": {"driver_opts": {"type": "tmpfs", "device": "tmpfs", "o": "mode=0755"}},
@@ -83,9 +84,17 @@ def test_images_come_from_the_stack_file_pinned():
 def test_secrets_are_files_never_values():
     compose = rendered()
     assert compose["secrets"] == {
-        name: {"file": f"../secrets/{name}"}
-        for name in ("mysql_root_password", "mysql_password", "s3_access_key", "s3_secret_key")
+        **{
+            name: {"file": f"../secrets/{name}"}
+            for name in ("mysql_root_password", "mysql_password", "s3_access_key", "s3_secret_key")
+        },
+        "tls_certificate": {"file": "../secrets/tls/certificate.pem"},
+        "tls_key": {"file": "../secrets/tls/key.pem"},
     }
+    # Only nginx reads the certificate's key.
+    assert [n for n, s in compose["services"].items() if "tls_key" in s.get("secrets", [])] == [
+        "nginx"
+    ]
     for service in compose["services"].values():
         for key, value in service.get("environment", {}).items():
             assert not key.endswith(("PASSWORD", "SECRET_KEY", "ACCESS_KEY_ID")), key

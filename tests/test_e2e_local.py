@@ -1,14 +1,19 @@
-"""The local stack end to end: `configgen up` (SQLite, artifacts folder), the real MLflow
-client through nginx, and the UI in a real Chromium."""
+"""The local stack end to end: `configgen up` (SQLite, artifacts folder, HTTPS with its
+self-signed certificate), the real MLflow client through nginx, and the UI in a real
+Chromium."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from tests import mlflow_flow
 from tests.localstack import ARTIFACTS, RunningStack, local_stack
@@ -94,18 +99,27 @@ def test_ui_in_chromium(stack: RunningStack):
     chromium = shutil.which("chromium")
     assert chromium, "chromium is installed by tests/run.sh"
     ARTIFACTS.mkdir(exist_ok=True)
+    # Trust exactly the stack's self-signed certificate, by its public key, as a user who
+    # accepted it would: any other certificate still fails.
+    certificate = x509.load_pem_x509_certificate(stack.ca.read_bytes())
+    spki = certificate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    pin = base64.b64encode(hashlib.sha256(spki).digest()).decode()
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=chromium,
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+                  "--disable-component-update", "--disable-sync", "--no-first-run",
+                  f"--ignore-certificate-errors-spki-list={pin}"],
         )  # fmt: skip
         try:
             context = browser.new_context(
                 http_credentials={"username": stack.user, "password": stack.password}
             )
             page = context.new_page()
-            page.goto(f"{stack.url}/#/experiments", wait_until="load", timeout=60_000)
+            response = page.goto(f"{stack.url}/#/experiments", wait_until="load", timeout=60_000)
+            assert response is not None and response.url.startswith("https://")
             page.get_by_text("seen-in-the-browser").first.wait_for(timeout=60_000)
             page.screenshot(path=str(ARTIFACTS / "ui-experiments.png"), full_page=True)
         finally:

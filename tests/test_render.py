@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import re
 import shutil
 import subprocess
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from configgen import render, stack
+from configgen import render, stack, tls
 from tests.support import REPO, Configgen, run_configgen, snapshot
 
 NGINX_FILES = [
@@ -64,9 +65,22 @@ def test_committed_output_matches_the_default_stack():
     assert done.stdout == f"all {len(RENDERED)} rendered files in . match the stack file\n"
 
 
+def certificate_in(folder: Path) -> None:
+    """Put a certificate and key in `folder` where nginx.conf expects the compose secrets."""
+    cert, key = tls.self_signed(stack.Stack(), datetime.datetime.now(datetime.UTC))
+    (folder / "certificate.pem").write_bytes(cert)
+    (folder / "key.pem").write_bytes(key)
+    conf = folder / "nginx.conf"
+    text = conf.read_text()
+    assert "ssl_certificate /run/secrets/tls_certificate;" in text
+    text = text.replace("/run/secrets/tls_certificate", f"{folder}/certificate.pem")
+    conf.write_text(text.replace("/run/secrets/tls_key", f"{folder}/key.pem"))
+
+
 def test_committed_nginx_config_passes_nginx_t(tmp_path: Path):
     for name in NGINX_FILES:
         shutil.copy(REPO / "nginx" / name, tmp_path / name)
+    certificate_in(tmp_path)
     done = nginx_t(tmp_path)
     assert done.returncode == 0, done.stderr
     assert "test is successful" in done.stderr
@@ -91,6 +105,7 @@ def test_changed_stack_file_renders_a_valid_config(tmp_path: Path):
     for name, text in files.items():
         if name.startswith("nginx/"):
             (tmp_path / Path(name).name).write_text(text)
+    certificate_in(tmp_path)
     assert nginx_t(tmp_path).returncode == 0
     assert "server_name mlflow.example.com ml.example.org;" in files["nginx/nginx.conf"]
     assert "default mlflow:5555;" in files["nginx/nginx.conf"]

@@ -16,7 +16,7 @@ from configgen import local
 from tests.localstack import free_port, local_stack
 from tests.support import clean_env, run_configgen, snapshot
 
-FAST = "auth: {bcrypt_cost: 4}\n"
+FAST = "auth: {bcrypt_cost: 4}\ntls: {mode: off}\n"
 
 
 def descendants(pid: int) -> set[int]:
