@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian 12 machine with Python 3.11+: installs what the
 # tests drive (nginx, Apache's htpasswd, MariaDB, Chromium, a Docker engine with Debian's
-# docker-compose, debootstrap, wrk, unzip) when missing, makes .venv with the package and its test
-# dependencies (MLflow, moto, Playwright, compose v2), then runs ruff, the drift check and
-# pytest. The compose tests start dockerd themselves if no engine runs. Extra arguments go to
-# pytest.
+# docker-compose, debootstrap, wrk, unzip, testssl.sh) when missing, makes .venv with the
+# package and its test dependencies (MLflow, moto, Playwright, compose v2), then runs ruff,
+# the drift check and pytest. The compose tests start dockerd themselves if no engine runs.
+# Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +19,7 @@ command -v dockerd >/dev/null || missing+=(docker.io)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v wrk >/dev/null || missing+=(wrk)
 command -v unzip >/dev/null || missing+=(unzip)
+command -v testssl >/dev/null || missing+=(testssl.sh)
 if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
