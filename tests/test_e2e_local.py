@@ -125,3 +125,18 @@ def test_ui_in_chromium(stack: RunningStack):
         finally:
             browser.close()
     assert (ARTIFACTS / "ui-experiments.png").stat().st_size > 10_000
+
+
+def test_no_password_in_any_log(stack: RunningStack):
+    """After everything above (wrong and right passwords, the client flow, the browser), no
+    log holds a password, its base64 form, or the Authorization header."""
+    token = base64.b64encode(f"{stack.user}:{stack.password}".encode()).decode()
+    logs = [p for p in (stack.data / "logs").rglob("*") if p.is_file()]
+    assert {"nginx-access.log", "nginx-auth.log", "nginx-error.log", "mlflow.log"} <= {
+        p.name for p in logs
+    }
+    assert 'user="bob" status=200' in (stack.data / "logs" / "nginx-auth.log").read_text()
+    for path in logs:
+        text = path.read_text(errors="replace")
+        for needle in (stack.password, PASSWORD, token, "Authorization", "Basic "):
+            assert needle not in text, (path.name, needle)
