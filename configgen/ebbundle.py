@@ -103,9 +103,11 @@ def default_out(project: Project) -> Path:
 def check_deployable(project: Project) -> None:
     """Refuse, with every reason, a stack that Elastic Beanstalk would run wrongly."""
     problems = eb.refusals(project, users(project))
+    if len(problems) == 1:
+        raise UsageError(f"refusing to bundle for Elastic Beanstalk: {problems[0]}")
     if problems:
         raise UsageError(
             f"refusing to bundle {project.relative(project.stack_file)} for Elastic Beanstalk "
-            f"({len(problems)} problem{'s' if len(problems) > 1 else ''} above)",
+            f"({len(problems)} problems above)",
             details=problems,
         )

@@ -77,7 +77,13 @@ def drop_privileges(environ: MutableMapping[str, str]) -> None:
     """Become the `mlflow` user, if started as root (an orchestrator may start us as it)."""
     if os.getuid() != 0:
         return
-    user = pwd.getpwnam(USER)
+    try:
+        user = pwd.getpwnam(USER)
+    except KeyError:
+        raise UsageError(
+            f"started as root without a user {USER!r} to become: run the MLflow image "
+            "(stack/mlflow/Dockerfile), which has one, or start as another user"
+        ) from None
     os.setgroups([])
     os.setgid(user.pw_gid)
     os.setuid(user.pw_uid)
@@ -245,15 +251,17 @@ def main(argv: list[str] | None = None, environ: MutableMapping[str, str] = os.e
     extra = sys.argv[1:] if argv is None else argv
     try:
         resolve_secret_files(environ)
-        drop_privileges(environ)
+        # Every setting is checked before anything happens, so that a typo stops the container
+        # at once with its name.
         uri = backend_uri(environ)
-        write_gcs_credentials(environ)
-        environ.setdefault("MLFLOW_ARTIFACTS_DESTINATION", (HOME / "artifacts").as_uri())
-        environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
         command = server_command(environ, extra)
         wait_seconds = environ.get("MLFLOW_DB_WAIT_SECONDS", "120")
         if not wait_seconds.isdigit():
             raise UsageError(f"MLFLOW_DB_WAIT_SECONDS: expected seconds, got {wait_seconds!r}")
+        drop_privileges(environ)
+        write_gcs_credentials(environ)
+        environ.setdefault("MLFLOW_ARTIFACTS_DESTINATION", (HOME / "artifacts").as_uri())
+        environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
         wait_for_database(uri, float(wait_seconds))
         upgrade_schema(uri)
     except ConfiggenError as err:

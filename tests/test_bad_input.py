@@ -3,12 +3,16 @@ stderr naming the culprit, no traceback, and not a single file changed."""
 
 from __future__ import annotations
 
+import datetime
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tests.support import PASSWORD, snapshot
+from configgen import stack, tls
+from tests.support import PASSWORD, clean_env, snapshot
 
 USERS = "secrets/nginx/htpasswd"
 # A valid cost-4 entry for alice, so that cases start from a real, working file.
@@ -23,6 +27,22 @@ class Case:
     files: dict[str, str | bytes] = field(default_factory=dict)  # written before the run
     env: dict[str, str] = field(default_factory=dict)
     code: int = 2
+    entrypoint: bool = False  # the MLflow container's entrypoint instead of the CLI
+
+
+def entry(message: str, **env: str) -> Case:
+    """A bad setting of the MLflow container (its entrypoint exits 2 before doing anything)."""
+    return Case([], f"mlflow-entrypoint: error: {message}", env=env, entrypoint=True)
+
+
+def _tls_pair(names: list[str]) -> tuple[bytes, bytes]:
+    settings = stack.parse(f"hosts: {names}", "x")
+    return tls.self_signed(settings, datetime.datetime.now(datetime.UTC))
+
+
+CERT, _ = _tls_pair(["mlflow.example.com"])
+_, OTHER_KEY = _tls_pair(["mlflow.example.com"])
+FILES_TLS = "hosts: [mlflow.example.com]\ntls: {mode: files, certificate: c.pem, key: k.pem}\n"
 
 
 def add(name: str) -> list[str]:
@@ -174,6 +194,79 @@ CASES = {
         "S3_SECRET_KEY: must be non-empty, without whitespace",
         env={"S3_SECRET_KEY": "two words"},
     ),
+    # HTTPS
+    "tls mode unknown": Case(
+        ["render"],
+        "tls.mode: expected self-signed, files or off, got 'letsencrypt'",
+        files={"stack/stack.yaml": "tls: {mode: letsencrypt}\n"},
+    ),
+    "tls key of another certificate": Case(
+        ["render"],
+        "k.pem: this key does not match c.pem",
+        files={"stack/stack.yaml": FILES_TLS, "c.pem": CERT, "k.pem": OTHER_KEY},
+    ),
+    "tls certificate missing": Case(
+        ["render"], "c.pem: no TLS certificate", files={"stack/stack.yaml": FILES_TLS}
+    ),
+    "https and http on one port": Case(
+        ["up", "--port", "9443", "--http-port", "9443"],
+        "the HTTPS and HTTP ports are both 9443",
+        files={"stack/stack.yaml": "tls: {mode: self-signed}\n"},
+    ),
+    "port zero": Case(["up", "--port", "0"], "expected a port from 1 to 65535, got '0'"),
+    # Elastic Beanstalk
+    "several instances on SQLite": Case(
+        ["eb", "bundle"],
+        "elastic_beanstalk.max_instances is 3 but mlflow.backend_store is `bundled`",
+        files={
+            "stack/stack.yaml": "elastic_beanstalk: {max_instances: 3}\n"
+            "mlflow: {artifact_destination: 's3://team-bucket/mlflow'}\n",
+            USERS: ALICE,
+        },
+    ),
+    "secret given as a value": Case(
+        ["eb", "bundle"],
+        "elastic_beanstalk.secrets.database_password: expected the ARN",
+        files={"stack/stack.yaml": "elastic_beanstalk: {secrets: {database_password: hunter22}}\n"},
+    ),
+    "eb check without the zip": Case(["eb", "check", "dist/none.zip"], "none.zip: no such file"),
+    "no hosts": Case(
+        ["render"], "hosts: expected at least 1", files={"stack/stack.yaml": "hosts: []\n"}
+    ),
+    "artifact store unknown scheme": Case(
+        ["render"],
+        "mlflow.artifact_destination: expected 'bundled' or a URI starting with s3://",
+        files={"stack/stack.yaml": "mlflow: {artifact_destination: 'ftp://files/mlflow'}\n"},
+    ),
+    # the MLflow container's environment
+    "entrypoint unknown dialect": entry(
+        "MLFLOW_DB_DIALECT: expected one of mysql, postgresql, mssql, got 'oracle'",
+        MLFLOW_DB_DIALECT="oracle",
+    ),
+    "entrypoint database settings missing": entry(
+        "MLFLOW_DB_DIALECT is mysql but MLFLOW_DB_USERNAME, MLFLOW_DB_PASSWORD, "
+        "MLFLOW_DB_DATABASE not set",
+        MLFLOW_DB_DIALECT="mysql",
+        MLFLOW_DB_HOST="db",
+    ),
+    "entrypoint workers zero": entry(
+        "MLFLOW_WORKERS: expected a positive integer, got '0'", MLFLOW_WORKERS="0"
+    ),
+    "entrypoint port text": entry(
+        "MLFLOW_PORT: expected a positive integer, got 'http'", MLFLOW_PORT="http"
+    ),
+    "entrypoint secret file unreadable": entry(
+        "MLFLOW_DB_PASSWORD_FILE: cannot read /nonexistent/db-password",
+        MLFLOW_DB_PASSWORD_FILE="/nonexistent/db-password",  # noqa: S106 - a path
+    ),
+    "entrypoint secret twice": entry(
+        "both MLFLOW_BACKEND_URI and MLFLOW_BACKEND_URI_FILE are set",
+        MLFLOW_BACKEND_URI="sqlite:///x.db",
+        MLFLOW_BACKEND_URI_FILE="/dev/null",
+    ),
+    "entrypoint wait not seconds": entry(
+        "MLFLOW_DB_WAIT_SECONDS: expected seconds, got '2m'", MLFLOW_DB_WAIT_SECONDS="2m"
+    ),
 }
 
 
@@ -188,7 +281,16 @@ def test_bad_input(case: Case, configgen, project: Path):
             path.write_text(content)
     before = snapshot(project)
 
-    done = configgen(*case.args, stdin=case.stdin, **case.env)
+    if case.entrypoint:
+        foreign = ("MLFLOW_", "DATABASE_URL", "AWS_")  # this shell's, not the case's
+        env = {k: v for k, v in clean_env(**case.env).items()
+               if k in case.env or not k.startswith(foreign)}  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "configgen.entrypoint"], cwd=project, env=env,
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    else:
+        done = configgen(*case.args, stdin=case.stdin, **case.env)
 
     assert done.returncode == case.code, done.stderr
     assert case.message in done.stderr
@@ -199,3 +301,4 @@ def test_bad_input(case: Case, configgen, project: Path):
 
 def test_at_least_thirty_cases():
     assert len(CASES) >= 30
+    assert sum(case.entrypoint for case in CASES.values()) >= 5
