@@ -36,9 +36,11 @@ def wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: floa
 class MariaDB:
     port: int
     socket: Path
+    folder: Path
     user: str = "mlflow"
     password: str = "e2e-db-password-4f9c"  # a throw-away test server's, not a default
     database: str = "mlflow"
+    process: subprocess.Popen | None = None
 
     def sql(self, statement: str) -> str:
         done = subprocess.run(
@@ -48,28 +50,37 @@ class MariaDB:
         )  # fmt: skip
         return done.stdout
 
+    def start(self) -> None:
+        """Start the server on its data folder and port (again, after stop())."""
+        log = self.folder / "mariadb.log"
+        self.process = subprocess.Popen(
+            ["/usr/sbin/mariadbd", "--no-defaults", f"--datadir={self.folder / 'data'}",
+             f"--socket={self.socket}", f"--port={self.port}", "--bind-address=127.0.0.1",
+             "--user=root", f"--pid-file={self.folder / 'mariadb.pid'}", f"--log-error={log}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_for_port(self.port, self.process, log)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=60)
+            self.process = None
+
 
 @contextmanager
 def mariadb(folder: Path) -> Iterator[MariaDB]:
     """A MariaDB server with an `mlflow` database and user, as a DBA would hand it over."""
     for tool in ("mariadb-install-db", "mariadbd", "mariadb"):
         assert shutil.which(tool, path="/usr/bin:/usr/sbin"), "tests/run.sh installs mariadb"
-    datadir, sock, log = folder / "data", folder / "mysqld.sock", folder / "mariadb.log"
     subprocess.run(
-        ["mariadb-install-db", "--no-defaults", f"--datadir={datadir}", "--user=root",
+        ["mariadb-install-db", "--no-defaults", f"--datadir={folder / 'data'}", "--user=root",
          "--auth-root-authentication-method=socket", "--skip-test-db"],
         check=True, capture_output=True,
     )  # fmt: skip
-    port = free_port()
-    server = subprocess.Popen(
-        ["/usr/sbin/mariadbd", "--no-defaults", f"--datadir={datadir}", f"--socket={sock}",
-         f"--port={port}", "--bind-address=127.0.0.1", "--user=root",
-         f"--pid-file={folder / 'mariadb.pid'}", f"--log-error={log}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    db = MariaDB(free_port(), folder / "mysqld.sock", folder)
     try:
-        wait_for_port(port, server, log)
-        db = MariaDB(port, sock)
+        db.start()
         db.sql(
             f"CREATE DATABASE {db.database}; "
             f"CREATE USER '{db.user}'@'%' IDENTIFIED BY '{db.password}'; "
@@ -77,8 +88,7 @@ def mariadb(folder: Path) -> Iterator[MariaDB]:
         )
         yield db
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        db.stop()
 
 
 @contextmanager
