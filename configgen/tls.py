@@ -104,7 +104,11 @@ def _read(path: Path, project: Project, what: str) -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        hint = "run `configgen init`" if project.stack.tls.mode == "self-signed" else "check tls"
+        hint = (
+            "run `configgen init`"
+            if project.stack.tls.mode == "self-signed"
+            else f"set tls.{'key' if what == 'key' else 'certificate'} in the stack file"
+        )
         raise UsageError(f"{project.relative(path)}: no TLS {what} ({hint})") from None
     except (PermissionError, IsADirectoryError) as err:
         raise UsageError(f"{project.relative(path)}: cannot read the TLS {what} "

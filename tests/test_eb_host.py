@@ -174,7 +174,7 @@ def deployed(tmp_path_factory) -> Iterator[EBHost]:
     subprocess.run(["unzip", "-q", str(bundle), "-d", str(staging)], check=True)
     docker("build", "-t", APP_IMAGE, str(staging))
 
-    host = EBHost(project, project, free_port(), "alice", PASSWORD, env, apps)
+    host = EBHost(project, project, free_port(), "alice", PASSWORD, env, apps=apps)
     boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
                  aws_access_key_id=S3_KEYS["AWS_ACCESS_KEY_ID"],
                  aws_secret_access_key=S3_KEYS["AWS_SECRET_ACCESS_KEY"]
