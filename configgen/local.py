@@ -157,14 +157,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def check_port_free(host: str, port: int) -> None:
+def check_ports_free(host: str, ports: tuple[int, int | None]) -> None:
+    """Refuse ports another process holds, naming the option that picks each."""
+    for port, option in zip(ports, ("--port", "--http-port"), strict=True):
+        if port is not None:
+            check_port_free(host, port, option)
+
+
+def check_port_free(host: str, port: int, option: str = "--port") -> None:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as nginx does
         try:
             s.bind((host, port))
         except OSError as err:
             raise StackFailed(
-                f"cannot listen on {host}:{port} ({err.strerror}); pick another port with --port N"
+                f"cannot listen on {host}:{port} ({err.strerror}); pick another port with "
+                f"{option} N"
             ) from None
 
 
@@ -337,8 +345,7 @@ def run(
             data.prepare_run_dir()  # before the try: its clean-up must not remove a stranger's
             supervisor = Supervisor([], say)
             try:
-                for port in (p for p in ports if p is not None):
-                    check_port_free(host, port)
+                check_ports_free(host, ports)
                 supervisor.services = _services(project, data, nginx_bin, host, ports, environ,
                                                 say)  # fmt: skip
                 say(f"starting MLflow and {nginx_bin} (logs in {data.logs})")
@@ -374,8 +381,7 @@ def start_detached(
     if pid is not None:
         raise data.already_running(pid)
     port, http_port = ports
-    for each in (p for p in ports if p is not None):
-        check_port_free(host, each)
+    check_ports_free(host, ports)
     log = data.logs / "up.log"
     argv = [
         sys.executable, "-m", "configgen", "--stack", str(project.stack_file.resolve()), "up",

@@ -150,6 +150,17 @@ def test_port_taken(project: Path):
     )
     # Nothing left in /dev/shm by a start that was refused.
     assert not local.DataDir(project / "data").run_dir.exists()
+    # With HTTPS, the plain-HTTP port is checked too, and named by its own option.
+    (project / "stack" / "stack.yaml").write_text("auth: {bcrypt_cost: 4}\n")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_configgen("up", "--detach", "--port", str(free_port()), "--http-port",
+                             str(port), cwd=project)  # fmt: skip
+    assert done.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port} (Address already in use); pick another port " \
+        "with --http-port N" in done.stderr  # fmt: skip
 
 
 def test_a_shared_run_dir_is_refused_and_kept(project: Path):
