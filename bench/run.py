@@ -410,7 +410,7 @@ def paired(ours: list[float], theirs: list[float]) -> float:
     at most, so the ratio cancels this shared machine's slow swings (which move both)."""
     ratios = [a / b for a, b in zip(ours, theirs, strict=True) if b > 0]
     # A baseline with no completed request in a round (a very short --smoke round on a busy
-    # machine) gives no ratio; NaN then reads "n/a", never "met".
+    # machine) gives no ratio; the target then shows nan and is not met.
     return statistics.median(ratios) if ratios else math.nan
 
 

@@ -48,6 +48,14 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
+def _report(problems: list[str], summary: str) -> None:
+    """A check's findings, one per line on stdout; with any, fail (exit 1) with `summary`."""
+    for line in problems:
+        print(line)
+    if problems:
+        raise CheckFailed(summary)
+
+
 def _count(items: Sequence[object], noun: str) -> str:
     return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
 
@@ -100,13 +108,11 @@ def cmd_render(args: argparse.Namespace) -> None:
     rendered = render.render(project, render.outputs(project))
     if args.check:
         problems = render.drift(rendered, out)
-        for line in problems:
-            print(line)
-        if problems:
-            raise CheckFailed(
-                f"{len(problems)} of {len(rendered)} rendered files in {_shown(out)} differ from "
-                "the stack file; run `configgen render` and commit the result"
-            )
+        _report(
+            problems,
+            f"{len(problems)} of {len(rendered)} rendered files in {_shown(out)} differ from "
+            "the stack file; run `configgen render` and commit the result",
+        )
         print(f"all {len(rendered)} rendered files in {_shown(out)} match the stack file")
         return
     changed = render.write(rendered, out)
@@ -215,13 +221,11 @@ def cmd_eb_check(args: argparse.Namespace) -> None:
     stack_file = stack.discover(args.stack)
     secrets = ebcheck.known_secrets(stack.read(stack_file)) if stack_file else []
     problems = ebcheck.check(path, secrets)
-    for line in problems:
-        print(line)
-    if problems:
-        raise CheckFailed(
-            f"{args.zip}: {_count(problems, 'problem')}; Elastic Beanstalk would fail or "
-            "misbehave with this bundle"
-        )
+    _report(
+        problems,
+        f"{args.zip}: {_count(problems, 'problem')}; Elastic Beanstalk would fail or "
+        "misbehave with this bundle",
+    )
     scanned = f", no secret of {stack_file} inside" if stack_file else ""
     print(f"{args.zip}: no problems found{scanned}")
 

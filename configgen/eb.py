@@ -216,8 +216,7 @@ def warnings(project: Project) -> list[str]:
     """What a bundle of this stack may deploy but the user should know."""
     stack = project.stack
     notes = []
-    lost = [why for why in (_per_instance_backend(stack), _per_instance_artifacts(stack)) if why]
-    if any("bundled" in why or "SQLite" in why for why in lost):
+    if _per_instance_backend(stack) or stack.mlflow.artifact_destination == "bundled":
         notes.append(
             "the metadata or artifacts stay inside the instance and are lost when Elastic "
             "Beanstalk replaces it or redeploys: fine for a trial, not for a team"

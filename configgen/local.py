@@ -255,12 +255,14 @@ def _services(
     mlflow_port = free_port()
     conf, logs = data.nginx.resolve(), data.logs.resolve()  # nginx resolves against its prefix
     port, http_port = ports
-    tls = None
+    https = None
     if http_port is not None:
-        tls = (f"{_listen(host, port)} ssl", project.tls_certificate.resolve(),
-               project.tls_key.resolve(), port)  # fmt: skip
+        https = nginx.Https(_listen(host, port), str(project.tls_certificate.resolve()),
+                            str(project.tls_key.resolve()), port)  # fmt: skip
     listen = _listen(host, http_port or port)
-    runtime = nginx.local_runtime(conf, logs, data.run_dir, listen, f"127.0.0.1:{mlflow_port}", tls)
+    runtime = nginx.local_runtime(
+        conf, logs, data.run_dir, listen, f"127.0.0.1:{mlflow_port}", https
+    )
     files = render.nginx_outputs(project, runtime, ".")
     render.write(render.render(project, files), conf)
     link = conf / nginx.SECRETS_FOLDER

@@ -39,6 +39,22 @@ TLS_KEY_SECRET = "tls_key"  # noqa: S105
 
 
 @dataclass(frozen=True)
+class Https:
+    """Where nginx serves HTTPS (tls.mode other than off), with which certificate and key, and
+    the port clients reach it on (for the redirect from plain HTTP, which keeps only /health)."""
+
+    listen: str
+    certificate: str
+    key: str
+    port: int
+
+    @property
+    def port_suffix(self) -> str:
+        """The port as a URL writes it after the host: nothing for 443."""
+        return "" if self.port == 443 else f":{self.port}"
+
+
+@dataclass(frozen=True)
 class Runtime:
     """Where one runner's nginx listens, logs and finds MLflow."""
 
@@ -56,17 +72,7 @@ class Runtime:
     user: str | None = None  # the workers' user, when started as root
     resolver: str | None = None  # for an upstream host name that may change address
     temp_dir: str | None = None  # for an nginx that cannot write its compiled-in paths
-    # HTTPS (tls.mode other than off): where nginx serves it, its certificate and key, and the
-    # port clients reach it on (for the redirect from `listen`, which keeps only /health).
-    tls_listen: str | None = None
-    tls_certificate: str | None = None
-    tls_key: str | None = None
-    https_port: int = 443
-
-    @property
-    def https_port_suffix(self) -> str:
-        """The HTTPS port as a URL writes it after the host: nothing for 443."""
-        return "" if self.https_port == 443 else f":{self.https_port}"
+    https: Https | None = None  # None: plain HTTP on `listen` only
 
     @property
     def auth_socket(self) -> str:
@@ -92,18 +98,16 @@ def compose_runtime(stack: Stack) -> Runtime:
         auth_log="/dev/stdout",
         # Docker's embedded DNS; names are re-resolved, so a re-created MLflow container is found.
         resolver="127.0.0.11",
-        **(_compose_tls(stack) if stack.tls.enabled else {}),
-    )
-
-
-def _compose_tls(stack: Stack) -> dict[str, object]:
-    return {
-        "tls_listen": str(COMPOSE_HTTPS_PORT),
         # compose secrets: root-only files that nginx's master reads before dropping privileges
-        "tls_certificate": f"/run/secrets/{TLS_CERTIFICATE_SECRET}",
-        "tls_key": f"/run/secrets/{TLS_KEY_SECRET}",
-        "https_port": stack.tls.port,
-    }
+        https=Https(
+            str(COMPOSE_HTTPS_PORT),
+            f"/run/secrets/{TLS_CERTIFICATE_SECRET}",
+            f"/run/secrets/{TLS_KEY_SECRET}",
+            stack.tls.port,
+        )
+        if stack.tls.enabled
+        else None,
+    )
 
 
 def local_runtime(
@@ -112,11 +116,10 @@ def local_runtime(
     run_dir: Path,
     listen: str,
     upstream: str,
-    tls: tuple[str, Path, Path, int] | None = None,
+    https: Https | None = None,
 ) -> Runtime:
     """An nginx started on this machine: pid and temp files in `conf_dir`, logs in `log_dir`,
-    the verifier's socket and the auth cache in `run_dir` (a private folder on tmpfs). `tls`:
-    (listen, certificate, key, port) for HTTPS, which `listen` then redirects to.
+    the verifier's socket and the auth cache in `run_dir` (a private folder on tmpfs).
 
     Started as root, its workers would otherwise drop to `nobody` and could not read the 0640
     htpasswd file; they keep the identity of whoever started it, as with any other user.
@@ -135,12 +138,8 @@ def local_runtime(
         auth_cache_dir=str(run_dir / "auth-cache"),
         auth_log=str(log_dir / "nginx-auth.log"),
         temp_dir=str(conf_dir / "tmp"),
-        **(
-            {"tls_listen": tls[0], "tls_certificate": str(tls[1]), "tls_key": str(tls[2]),
-             "https_port": tls[3]}
-            if tls else {}
-        ),
-    )  # fmt: skip
+        https=https,
+    )
 
 
 def htpasswd_path(stack: Stack) -> str:

@@ -125,6 +125,11 @@ def _check_network(text: str) -> str | None:
 NETWORK = Text(r"[0-9a-fA-F.:/]+", "an IP address or CIDR range such as 10.0.0.0/8", _check_network)
 
 
+FILE_PATH = Text(r"[^\x00-\x1f]+", "a file path")
+FOLDER_PATH = Text(r"[^\x00-\x1f]+", "a folder path")
+_REGION = r"[a-z]{2}(-[a-z]+)+-[0-9]+"
+
+
 # `mlflow server` options that configgen derives from other settings, and why users must not
 # pass them through `mlflow.extra_args`.
 DERIVED_SERVER_OPTIONS = {
@@ -170,7 +175,7 @@ class Proxy:
 @dataclass(frozen=True)
 class Auth:
     # nginx's own secrets folder: runners mount it into nginx, away from the service secrets.
-    htpasswd: str = setting("secrets/nginx/htpasswd", Text(r"[^\x00-\x1f]+", "a file path"))
+    htpasswd: str = setting("secrets/nginx/htpasswd", FILE_PATH)
     realm: str = setting(
         "MLflow",
         Text(r"[ !#-\[\]-~]{1,64}", "1-64 printable ASCII characters, no quotes or backslashes"),
@@ -204,8 +209,8 @@ class Tls:
     mode: str = setting(
         "self-signed", _TlsMode(r"self-signed|files|off", "self-signed, files or off")
     )
-    certificate: str = setting("secrets/tls/certificate.pem", Text(r"[^\x00-\x1f]+", "a file path"))
-    key: str = setting("secrets/tls/key.pem", Text(r"[^\x00-\x1f]+", "a file path"))
+    certificate: str = setting("secrets/tls/certificate.pem", FILE_PATH)
+    key: str = setting("secrets/tls/key.pem", FILE_PATH)
     # nginx's HTTPS port; proxy.port then answers /health and redirects the rest here.
     port: int = setting(8443, Int(1, 65535))
 
@@ -239,9 +244,7 @@ class ObjectStore:
     endpoint: str = setting(
         "", Text(rf"|https?://{_ENDPOINT_HOST}(:[0-9]{{1,5}})?/?", "an http(s)://HOST[:PORT] URL")
     )
-    region: str = setting(
-        "us-east-1", Text(r"[a-z]{2}(-[a-z]+)+-[0-9]+", "a region such as us-east-1")
-    )
+    region: str = setting("us-east-1", Text(_REGION, "a region such as us-east-1"))
 
 
 @dataclass(frozen=True)
@@ -258,7 +261,6 @@ class Images:
 
 
 _PARTITION = r"arn:aws(-cn|-us-gov)?"
-_REGION = r"[a-z]{2}(-[a-z]+)+-[0-9]+"
 SECRET_ARN = Text(
     rf"|{_PARTITION}:secretsmanager:{_REGION}:[0-9]{{12}}:secret:[A-Za-z0-9/_+=.@!-]+(:[^:\s]+)?"
     rf"|{_PARTITION}:ssm:{_REGION}:[0-9]{{12}}:parameter/[A-Za-z0-9/_.-]+",
@@ -303,7 +305,7 @@ class ElasticBeanstalk:
     instance_profile: str = setting(
         "",
         Text(
-            r"|[A-Za-z0-9+=,.@_-]{1,128}|arn:aws(-cn|-us-gov)?:iam::[0-9]{12}:instance-profile/\S+",
+            rf"|[A-Za-z0-9+=,.@_-]{{1,128}}|{_PARTITION}:iam::[0-9]{{12}}:instance-profile/\S+",
             "an instance profile name or ARN",
         ),
     )
@@ -322,8 +324,8 @@ class Stack:
     name: str = setting(
         "mlflow", Text(r"[a-z][a-z0-9-]{0,39}", "a name of lowercase letters, digits and -")
     )
-    project_dir: str = setting("..", Text(r"[^\x00-\x1f]+", "a folder path"))
-    secrets_dir: str = setting("secrets", Text(r"[^\x00-\x1f]+", "a folder path"))
+    project_dir: str = setting("..", FOLDER_PATH)
+    secrets_dir: str = setting("secrets", FOLDER_PATH)
     hosts: tuple[str, ...] = setting(("localhost",), ListOf(HOST, min_items=1))
     proxy: Proxy = section(Proxy)
     tls: Tls = section(Tls)

@@ -23,7 +23,7 @@ from mlflow import MlflowClient
 
 from tests.localstack import RunningStack, environ, local_stack, mlflow_client_env
 from tests.servers import mariadb
-from tests.support import PASSWORD, REPO, clean_env, run_configgen
+from tests.support import PASSWORD, REPO, clean_env, descendants, run_configgen
 
 SEARCH = "/api/2.0/mlflow/experiments/search?max_results=1"
 
@@ -79,20 +79,6 @@ def wait_until(condition, timeout: float, what: str) -> float:
 
 def logged_steps(client: MlflowClient, run_id: str) -> set[int]:
     return {m.step for m in client.get_metric_history(run_id, "loss")}
-
-
-def descendants(pid: int) -> list[int]:
-    done = subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True)
-    children: dict[int, list[int]] = {}
-    for line in done.stdout.splitlines():
-        child, parent = map(int, line.split())
-        children.setdefault(parent, []).append(child)
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
 def test_mlflow_killed_while_a_client_logs(tmp_path: Path):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from configgen import stack, tls
@@ -65,24 +65,23 @@ def test_init_makes_a_self_signed_certificate_once(configgen: Configgen, project
 
 
 def issue(folder: Path, names: list[str], days: int = 90, start: int = -1) -> tuple[Path, Path]:
-    """A certificate and key in `folder`, as a user would bring them."""
+    """A certificate and key in `folder`, as a user would bring them: for `names`, valid from
+    `start` days from now for `days` days."""
     settings = stack.parse(f"hosts: {json.dumps(names)}\nname: own", "x")
-    cert, key = tls.self_signed(settings, NOW + datetime.timedelta(days=start + 1))
-    certificate = x509.load_pem_x509_certificate(cert)
-    if days != 397:  # reissue with the wanted validity
-        private = tls.serialization.load_pem_private_key(key, None)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(certificate.subject)
-            .issuer_name(certificate.issuer)
-            .public_key(certificate.public_key())
-            .serial_number(certificate.serial_number)
-            .not_valid_before(NOW + datetime.timedelta(days=start))
-            .not_valid_after(NOW + datetime.timedelta(days=start + days))
-            .add_extension(certificate.extensions[0].value, critical=False)
-            .sign(private, hashes.SHA256())
-            .public_bytes(tls.serialization.Encoding.PEM)
-        )
+    cert, key = tls.self_signed(settings, NOW)
+    template = x509.load_pem_x509_certificate(cert)  # its names, reissued with our dates
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(template.subject)
+        .issuer_name(template.issuer)
+        .public_key(template.public_key())
+        .serial_number(template.serial_number)
+        .not_valid_before(NOW + datetime.timedelta(days=start))
+        .not_valid_after(NOW + datetime.timedelta(days=start + days))
+        .add_extension(template.extensions[0].value, critical=False)
+        .sign(serialization.load_pem_private_key(key, None), hashes.SHA256())
+        .public_bytes(serialization.Encoding.PEM)
+    )
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "cert.pem").write_bytes(cert)
     (folder / "key.pem").write_bytes(key)

@@ -14,26 +14,9 @@ import pytest
 
 from configgen import local
 from tests.localstack import free_port, local_stack
-from tests.support import clean_env, run_configgen, snapshot
+from tests.support import clean_env, descendants, run_configgen, snapshot
 
 FAST = "auth: {bcrypt_cost: 4}\ntls: {mode: off}\n"
-
-
-def descendants(pid: int) -> set[int]:
-    """Every process below `pid`, read from /proc."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(stat.parent.name))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
 
 
 def alive(pid: int) -> bool:
