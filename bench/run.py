@@ -40,18 +40,24 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
-from configgen import htpasswd, mlflow_server, nginx, render, stack
+from configgen import htpasswd, local_nginx, mlflow_server, nginx, render, stack
 from configgen.local import free_port
 
 CONNECTIONS = 8
 USER, PASSWORD = "bench", "bench-password-0123456789"
 ADMIN_PASSWORD = "bench-admin-password-0123456789"
 ARTIFACT_MB = 200
-FLOOD_SOURCE = "127.0.0.2"  # the flood comes from another address than the valid client
+# The flood comes from eight addresses, none the valid client's (127.0.0.1): together they
+# fill the limit on password checks in all, not only their own.
+FLOOD_SOURCES = tuple(f"127.0.0.{i}" for i in range(2, 10))
 FLOOD_CONNECTIONS = 16
+# The flood's variants check a credential again every second, so that the valid client's
+# check expires again and again during the flood (the default is 60 s).
+FLOOD_STACK = "auth:\n  bcrypt_cost: 12\n  cache_seconds: 1\n"
 
 
 def basic(user: str, password: str) -> str:
@@ -121,10 +127,12 @@ class Bench:
         data.mkdir()
         args = mlflow_server.server_args(
             self.project.stack, host="127.0.0.1", port=port,
-            backend_uri=f"sqlite:///{data / 'mlflow.db'}",
             artifacts_destination=self.artifact_store(name).as_uri(),
         )  # fmt: skip
-        environment = {**os.environ, **mlflow_server.SERVER_ENVIRONMENT, **(env or {})}
+        environment = {
+            **os.environ, **mlflow_server.server_environment(self.project.stack),
+            mlflow_server.BACKEND_STORE_VARIABLE: f"sqlite:///{data / 'mlflow.db'}", **(env or {}),
+        }  # fmt: skip
         log = self.work / f"{name}.log"
         process = start([sys.executable, "-m", "mlflow", *args, *extra], log, environment)
         self.keep(process)
@@ -132,22 +140,36 @@ class Bench:
         wait_until(f"{url}/health", process, log)
         return url
 
+    def logs(self, variant: str) -> Path:
+        return self.work / f"nginx-{variant}"
+
     def nginx(self, name: str, upstream: str, location: str | None,
-              verifier_inside: bool = False) -> str:  # fmt: skip
-        """An nginx variant; `location` None means the stack's own rendered configuration.
+              verifier_inside: bool = False, project: stack.Project | None = None,
+              edit: Callable[[str], str] | None = None) -> str:  # fmt: skip
+        """An nginx variant; `location` None means the stack's own rendered configuration
+        (of `project`, by default the bench's), `edit` changes its mlflow-server.conf.
         `verifier_inside` puts the verifier's server into the serving nginx, as it was before
         nginx-verifier.conf (bench/verifier_placement.py compares the two)."""
-        conf = self.work / f"nginx-{name}"
-        (conf / "logs").mkdir(parents=True)
-        (conf / "tmp").mkdir()
-        (conf / "secrets").symlink_to(self.users.parent)
-        run_dir = self.memory / f"run-{name}"  # the verifier's socket and the auth cache
-        run_dir.mkdir(mode=0o700)
+        project = project or self.project
+        logs = self.logs(name)
+        logs.mkdir()
+        # The configuration, the verifier's socket and the auth cache, as `configgen up` has
+        # them (configgen/local_nginx.py): straight in /dev/shm, so that nginx's workers (as
+        # www-data, when the bench runs as root) can pass through to them.
+        run = local_nginx.RunFolder(Path(tempfile.mkdtemp(dir="/dev/shm", prefix="mlflow-bench-")))
+        self.exits.callback(shutil.rmtree, run.root, ignore_errors=True)
+        run.prepare()
         port = free_port()
-        runtime = nginx.local_runtime(conf, conf / "logs", run_dir, f"127.0.0.1:{port}",
-                                      upstream.removeprefix("http://"))  # fmt: skip
-        files = render.nginx_outputs(self.project, runtime, ".")
-        render.write(render.render(self.project, files), conf)
+        runtime = local_nginx.runtime(run, logs, f"127.0.0.1:{port}",
+                                      upstream=upstream.removeprefix("http://"))  # fmt: skip
+        files = render.nginx_outputs(project, runtime, ".")
+        render.write(render.render(project, files), run.conf)
+        run.sync_users(self.users)
+        conf = run.conf
+        if edit is not None:
+            (conf / "mlflow-server.conf").write_text(
+                edit((conf / "mlflow-server.conf").read_text())
+            )
         if location is not None:  # the same proxy settings, other auth
             main = (conf / "nginx.conf").read_text()
             main = main.replace("include mlflow-server.conf;", location)
@@ -159,12 +181,12 @@ class Bench:
             end = main.rindex("}")
             (conf / nginx.MAIN_CONF).write_text(main[:end] + server + main[end:])
         nginx_bin = shutil.which("nginx", path=os.environ["PATH"] + ":/usr/sbin") or "nginx"
-        log = conf / "logs" / "stderr.log"
-        error_log = conf / "logs" / "error.log"
+        log = logs / "stderr.log"
+        error_log = logs / "error.log"
         own_verifier = location is None and not verifier_inside
         confs = [nginx.VERIFIER_CONF, nginx.MAIN_CONF] if own_verifier else [nginx.MAIN_CONF]
         for name in confs:
-            process = start(nginx.local_argv(nginx_bin, conf, name, error_log), log)
+            process = start(local_nginx.argv(nginx_bin, run, name, error_log), log)
             self.keep(process)
         url = f"http://127.0.0.1:{port}"
         wait_until(f"{url}/health", process, log)
@@ -293,7 +315,7 @@ def artifact_throughput(url: str, auth: tuple[str, str] | None, memory: Path,
 
 def flood_worker(url: str, seconds: float, counter: multiprocessing.Value) -> None:
     """Wrong passwords, a new one each time (as a password guesser would), as fast as one
-    process can send them over keep-alive connections from FLOOD_SOURCE. It runs at the
+    process can send them over keep-alive connections from FLOOD_SOURCES. It runs at the
     lowest CPU priority: a real attacker spends its own CPU, not the server's, and this
     bench measures what the flood costs the server."""
     os.nice(19)
@@ -306,12 +328,10 @@ def flood_worker(url: str, seconds: float, counter: multiprocessing.Value) -> No
             f"Authorization: {basic(USER, f'guess-{next(guesses)}')}\r\n\r\n"
         ).encode()
 
-    async def one(deadline: float) -> int:
+    async def one(source: str, deadline: float) -> int:
         sent = 0
         while time.monotonic() < deadline:
-            reader, writer = await asyncio.open_connection(
-                host, int(port), local_addr=(FLOOD_SOURCE, 0)
-            )
+            reader, writer = await asyncio.open_connection(host, int(port), local_addr=(source, 0))
             try:
                 while time.monotonic() < deadline:
                     writer.write(request())
@@ -329,7 +349,8 @@ def flood_worker(url: str, seconds: float, counter: multiprocessing.Value) -> No
 
     async def main() -> int:
         deadline = time.monotonic() + seconds
-        return sum(await asyncio.gather(*(one(deadline) for _ in range(FLOOD_CONNECTIONS))))
+        sources = [FLOOD_SOURCES[i % len(FLOOD_SOURCES)] for i in range(FLOOD_CONNECTIONS)]
+        return sum(await asyncio.gather(*(one(source, deadline) for source in sources)))
 
     with counter.get_lock():
         counter.value += asyncio.run(main())
@@ -348,10 +369,20 @@ def p99(values: list[float]) -> float:
     return statistics.quantiles(values, n=100)[98] if len(values) >= 2 else float("nan")
 
 
-def flood(url: str, auth: str, seconds: float, rounds: int, work: Path) -> dict[str, float]:
-    """The valid user's throughput and /health's latency without, then with, the flood, in
-    alternating rounds (medians). /health is probed in both phases, so that the two
-    throughputs compare like for like."""
+def hashed_guesses(auth_log: Path) -> int:
+    """The flood's guesses that the verifier hashed (let through its limits, at once or after
+    waiting their turn), from its log: one line per check."""
+    if not auth_log.exists():
+        return 0
+    lines = auth_log.read_text().splitlines()
+    return sum("client=127.0.0.1 " not in line and "limit=REJECTED" not in line for line in lines)
+
+
+def flood(url: str, auth: str, seconds: float, rounds: int, work: Path,
+          auth_log: Path) -> dict[str, float]:  # fmt: skip
+    """The valid user's throughput and refused requests, and /health's latency, without, then
+    with, the flood, in alternating rounds (medians); and how many guesses got hashed. /health
+    is probed in both phases, so that the two throughputs compare like for like."""
     get = f"{url}/api/2.0/mlflow/experiments/get?experiment_id=0"
 
     def probed() -> tuple[dict, list[float]]:
@@ -366,12 +397,14 @@ def flood(url: str, auth: str, seconds: float, rounds: int, work: Path) -> dict[
             prober.join()
 
     alone, during, quiet, loud, failed, sent, flooding = [], [], [], [], 0, 0, 0.0
+    hashed = 0
     for _ in range(rounds):
         figures, latencies = probed()
         alone.append(figures["rps"])
         quiet += latencies
         counter = multiprocessing.Value("q", 0)
         flooder = multiprocessing.Process(target=flood_worker, args=(url, seconds + 2, counter))
+        hashed_before = hashed_guesses(auth_log)
         started = time.monotonic()
         flooder.start()
         time.sleep(1)  # the flood is at full speed before measuring
@@ -379,6 +412,7 @@ def flood(url: str, auth: str, seconds: float, rounds: int, work: Path) -> dict[
         # The flooder ends when its last held-back guess is answered, past its deadline.
         flooder.join()
         flooding += time.monotonic() - started
+        hashed += hashed_guesses(auth_log) - hashed_before
         during.append(figures["rps"])
         failed += figures["failed"]
         loud += latencies
@@ -393,6 +427,8 @@ def flood(url: str, auth: str, seconds: float, rounds: int, work: Path) -> dict[
         "health_over_100ms_alone": sum(ms > 100 for ms in quiet),
         "health_over_100ms_during_flood": sum(ms > 100 for ms in loud),
         "flood_requests_per_s": round(sent / flooding, 1),
+        "flood_seconds": round(flooding, 1),
+        "guesses_hashed_per_s": round(hashed / flooding, 2),
         "rounds_valid_rps_alone": alone,
         "rounds_valid_rps_during_flood": during,
     }
@@ -428,6 +464,11 @@ def targets(result: dict) -> list[tuple[str, float, str, bool]]:
          a["stack_down_MBps"] / a["direct_down_MBps"], ">= 0.80"),
         ("valid rps during flood / alone",
          paired(f["rounds_valid_rps_during_flood"], f["rounds_valid_rps_alone"]), ">= 0.80"),
+        ("valid requests refused during flood", f["valid_failed_during_flood"], "<= 0"),
+        ("  the same without the stale rule (baseline)",
+         result["flood_without_stale"]["valid_failed_during_flood"], "> 0"),
+        ("guesses hashed / rate x time + burst", f["guesses_hashed_per_s"]
+         * f["flood_seconds"] / f["guess_allowance"], "<= 1"),
         ("/health p99 during flood (ms)", f["health_p99_ms_during_flood"], "< 250"),
         ("stack / direct, GET (stretch)", paired(r["stack"]["get"], r["direct"]["get"]), "> 1"),
         ("stack / direct, POST (stretch)",
@@ -436,7 +477,8 @@ def targets(result: dict) -> list[tuple[str, float, str, bool]]:
     checked = []
     for name, value, goal in rows:
         op, bound = goal.split()
-        ok = {"<": value < float(bound), ">": value > float(bound), ">=": value >= float(bound)}[op]
+        ok = {"<": value < float(bound), ">": value > float(bound), ">=": value >= float(bound),
+              "<=": value <= float(bound)}[op]  # fmt: skip
         checked.append((name, value, goal, ok))
     return checked
 
@@ -461,11 +503,14 @@ def markdown(result: dict) -> str:
         f"| direct | {a['direct_up_MBps']:.0f} | {a['direct_down_MBps']:.0f} |",
         f"| stack | {a['stack_up_MBps']:.0f} | {a['stack_down_MBps']:.0f} |",
         "",
-        f"Flood of wrong passwords from {FLOOD_SOURCE} over {FLOOD_CONNECTIONS} connections, "
-        f"answered at {f['flood_requests_per_s']:.1f} req/s: "
-        f"valid user {f['valid_rps_during_flood']:.0f} req/s (alone "
-        f"{f['valid_rps_alone']:.0f}), /health p99 {f['health_p99_ms_during_flood']:.0f} ms "
-        f"(alone {f['health_p99_ms_alone']:.0f}) over {f['health_probes']} probes.",
+        f"Flood of wrong passwords from {len(FLOOD_SOURCES)} addresses over "
+        f"{FLOOD_CONNECTIONS} connections, answered at {f['flood_requests_per_s']:.1f} req/s, "
+        f"{f['guesses_hashed_per_s']:.1f} of them hashed a second; the valid user's check "
+        f"expires every second: {f['valid_rps_during_flood']:.0f} req/s (alone "
+        f"{f['valid_rps_alone']:.0f}), {f['valid_failed_during_flood']} refused (without the "
+        f"stale rule: {result['flood_without_stale']['valid_failed_during_flood']}); /health "
+        f"p99 {f['health_p99_ms_during_flood']:.0f} ms (alone "
+        f"{f['health_p99_ms_alone']:.0f}) over {f['health_probes']} probes.",
         "",
         "| target | measured | goal | met |",
         "| --- | ---: | --- | --- |",
@@ -592,9 +637,27 @@ def main() -> int:
         }  # fmt: skip
         result["artifact_rounds"] = moved
         print("flood ...", file=sys.stderr)
-        settle()
-        # At least 4 s per phase: /health p99 needs a few hundred probes to be a p99 at all.
-        result["flood"] = flood(urls["stack"][0], bench.auth, max(seconds, 4), rounds_count, work)
+        # The stack as it is, and as it was without its rule for expired checks (the baseline:
+        # a valid user whose check expired during a flood got 401 until it ended).
+        flood_file = work / "flood-stack.yaml"
+        flood_file.write_text(FLOOD_STACK)
+        flood_project = stack.read(flood_file)
+        variants = {
+            "flood": None,
+            "flood_without_stale": lambda conf: re.sub(
+                r"\n\s*proxy_cache_use_stale [^;]*;", "", conf
+            ),
+        }
+        for name, edit in variants.items():
+            settle()
+            url = bench.nginx(name, direct, None, project=flood_project, edit=edit)
+            # At least 4 s per phase: /health p99 needs a few hundred probes to be a p99.
+            result[name] = flood(url, bench.auth, max(seconds, 4), rounds_count, work,
+                                 bench.logs(name) / "nginx-auth.log")  # fmt: skip
+        result["flood"]["guess_allowance"] = round(
+            flood_project.stack.auth.verify_rate_total * result["flood"]["flood_seconds"]
+            + flood_project.stack.auth.verify_burst * rounds_count
+        )
 
     for name, figures in result["variants"].items():
         if figures["get_failed"] or figures["post_failed"]:

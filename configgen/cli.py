@@ -66,6 +66,9 @@ def _count(items: Sequence[object], noun: str) -> str:
 def cmd_init(args: argparse.Namespace) -> None:
     project = stack.find(args.stack)
     report = servicesecrets.init(project)
+    # The users folder too: compose mounts it, and Docker would make a missing one root's.
+    for folder in htpasswd.prepare_folder(project.htpasswd.parent):
+        report.append(f"created {project.relative(folder)}/ (mode {htpasswd.FOLDER_MODE:04o})")
     if created := tls.ensure_self_signed(project):
         report.append(created)
     for line in report:
@@ -94,11 +97,7 @@ def _loopback(host: str) -> bool:
 
 def _warn_tls_off(project: stack.Project) -> None:
     if project.stack.tls.mode == "off":
-        print(
-            "configgen: warning: tls.mode is off: passwords cross the network unencrypted; "
-            "only for a stack on loopback or behind a load balancer that terminates TLS",
-            file=sys.stderr,
-        )
+        print(f"configgen: warning: {tls.OFF_WARNING}", file=sys.stderr)
 
 
 def cmd_render(args: argparse.Namespace) -> None:
@@ -254,17 +253,22 @@ def _new_password(args: argparse.Namespace, settings: stack.Stack) -> str:
     return htpasswd.hash_password(password, settings.auth.bcrypt_cost)
 
 
-def _reload(args: argparse.Namespace) -> None:
-    """With --reload, make the running nginx (local and compose) take the change at once."""
+def _apply(args: argparse.Namespace) -> None:
+    """After a users change: the local stack running from --data reads it at once (its nginx
+    reads a copy of the file, configgen/local_nginx.py); with --reload, the running nginx
+    (local and compose) also forget every check cached before it."""
+    data = local.DataDir(Path(args.data))
+    stack_file = stack.discover(args.stack)
+    project = stack.read(stack_file) if stack_file else None
+    if project:
+        local.refresh_users(project.htpasswd, data)
     if not args.reload:
         return
-    data = local.DataDir(Path(args.data))
     reloaded = False
-    if local.reload_nginx(data):
+    if project and local.reload_nginx(project.htpasswd, data):
         print(f"reloaded the nginx of the stack running from {data.root}")
         reloaded = True
-    stack_file = stack.discover(args.stack)
-    for name in compose.reload_nginx(stack.read(stack_file)) if stack_file else []:
+    for name in compose.reload_nginx(project) if project else []:
         print(f"reloaded the nginx container {name}")
         reloaded = True
     if not reloaded:
@@ -276,7 +280,7 @@ def cmd_user_add(args: argparse.Namespace) -> None:
     htpasswd.check_can_add(path, args.name)
     htpasswd.add(path, args.name, _new_password(args, settings))
     print(f"added user {args.name} to {_shown(path)}")
-    _reload(args)
+    _apply(args)
 
 
 def cmd_user_passwd(args: argparse.Namespace) -> None:
@@ -284,14 +288,14 @@ def cmd_user_passwd(args: argparse.Namespace) -> None:
     htpasswd.check_can_change(path, args.name)
     htpasswd.change(path, args.name, _new_password(args, settings))
     print(f"changed the password of {args.name} in {_shown(path)}")
-    _reload(args)
+    _apply(args)
 
 
 def cmd_user_remove(args: argparse.Namespace) -> None:
     _, path = _users(args)
     htpasswd.remove(path, args.name)
     print(f"removed user {args.name} from {_shown(path)}")
-    _reload(args)
+    _apply(args)
 
 
 def cmd_user_list(args: argparse.Namespace) -> None:

@@ -81,6 +81,7 @@ def context(project: Project) -> dict[str, object]:
         "mlflow": MLFLOW,
         "allowed_hosts": ",".join(mlflow_server.allowed_hosts(stack, internal=(MLFLOW,))),
         "cors_origins": ",".join(mlflow_server.cors_origins(stack)),
+        "features": mlflow_server.server_environment(stack),
     }
 
 

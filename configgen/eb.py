@@ -15,7 +15,7 @@ import json
 from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
-from configgen import mlflow_server, nginx
+from configgen import mlflow_server, nginx, tls
 from configgen.stack import Project, Stack
 
 # The users file's content reaches the instances in this environment variable.
@@ -43,6 +43,7 @@ NGINX_FILES = {
     # path in the bundle: the shared nginx template it is rendered from
     ".platform/nginx/conf.d/mlflow-http.conf": "nginx/mlflow-http.conf.j2",
     ".platform/nginx/conf.d/elasticbeanstalk/mlflow-server.conf": "nginx/mlflow-server.conf.j2",
+    ".platform/nginx/mlflow-health.conf": "nginx/mlflow-health.conf.j2",
     ".platform/nginx/mlflow-proxy.conf": "nginx/mlflow-proxy.conf.j2",
     ".platform/nginx/mlflow-verifier.conf": "nginx/mlflow-verifier.conf.j2",
 }
@@ -57,8 +58,9 @@ def is_hook(path: str) -> bool:
     return path.startswith((".platform/hooks/", ".platform/confighooks/"))
 
 
-def runtime() -> nginx.Runtime:
-    """EB's host nginx, as far as the shared files and the http-level file need it."""
+def runtime(stack: Stack) -> nginx.Runtime:
+    """EB's host nginx, as far as the shared files and the http-level file need it. The load
+    balancer terminates TLS; with a certificate its plain-HTTP requests are redirected."""
     return nginx.Runtime(
         purpose="Elastic Beanstalk's host nginx",
         verifier_purpose="the password checks in Elastic Beanstalk's host nginx",
@@ -74,6 +76,8 @@ def runtime() -> nginx.Runtime:
         # EB's log bundles and streaming take /var/log/nginx/*.
         auth_log="/var/log/nginx/mlflow-auth.log",
         user=NGINX_GROUP,
+        behind_load_balancer=True,
+        redirect_http=bool(stack.elastic_beanstalk.https_certificate),
     )
 
 
@@ -87,7 +91,12 @@ def environment(stack: Stack) -> dict[str, str]:
         "MLFLOW_SERVER_ALLOWED_HOSTS": ",".join(
             mlflow_server.allowed_hosts(stack, cname or (EB_HOSTS,))
         ),
-        "MLFLOW_SERVER_CORS_ALLOWED_ORIGINS": ",".join(mlflow_server.cors_origins(stack, cname)),
+        # Without a CNAME the UI's page may be any *.elasticbeanstalk.com name; nginx still
+        # lets only the page's own name in (mlflow-http.conf), never another environment's.
+        "MLFLOW_SERVER_CORS_ALLOWED_ORIGINS": ",".join(
+            mlflow_server.cors_origins(stack, cname or (EB_HOSTS,))
+        ),
+        **mlflow_server.server_environment(stack),
     }
     if stack.mlflow.backend_store != "bundled" and not eb.secrets.backend_store_uri:
         env["MLFLOW_BACKEND_URI"] = stack.mlflow.backend_store
@@ -197,6 +206,12 @@ def refusals(project: Project, users: list[tuple[str, str]]) -> list[str]:
                 "share artifacts through S3 only. Set mlflow.artifact_destination to "
                 "s3://BUCKET/PATH"
             )
+    if not eb.https_certificate and stack.tls.enabled:
+        problems.append(
+            "elastic_beanstalk.https_certificate is empty: the load balancer would take "
+            "passwords over plain HTTP. Set it to an ACM certificate ARN, or set tls.mode: off "
+            "to deploy plain HTTP on purpose"
+        )
     users_file = project.relative(project.htpasswd)
     if not users:
         problems.append(
@@ -216,6 +231,8 @@ def warnings(project: Project) -> list[str]:
     """What a bundle of this stack may deploy but the user should know."""
     stack = project.stack
     notes = []
+    if not stack.elastic_beanstalk.https_certificate:
+        notes.append(tls.OFF_WARNING)  # refusals() lets this through only with tls.mode: off
     if _per_instance_backend(stack) or stack.mlflow.artifact_destination == "bundled":
         notes.append(
             "the metadata or artifacts stay inside the instance and are lost when Elastic "

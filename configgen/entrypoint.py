@@ -36,6 +36,7 @@ from urllib.parse import quote, urlsplit
 
 from configgen.envvars import file_env
 from configgen.errors import ConfiggenError, StackFailed, UsageError
+from configgen.mlflow_server import ALWAYS_OFF, BACKEND_STORE_VARIABLE, FEATURES
 from configgen.stores import with_password
 
 USER = "mlflow"
@@ -219,14 +220,23 @@ def schema_lock(uri: str) -> Iterator[None]:
     engine.dispose()
 
 
+# `mlflow db upgrade URI`, with the URI (and its password) from the environment rather than
+# the command line, which `ps` shows to every user of the machine.
+UPGRADE = (
+    "import os; from mlflow.db import upgrade; "
+    f"upgrade([os.environ.pop('{BACKEND_STORE_VARIABLE}')], prog_name='mlflow db upgrade')"
+)
+
+
 def upgrade_schema(uri: str) -> None:
     with schema_lock(uri):
         say(f"running `mlflow db upgrade` on {where(uri)}")
         done = subprocess.run(
-            [sys.executable, "-m", "mlflow", "db", "upgrade", uri],
+            [sys.executable, "-c", UPGRADE],
             capture_output=True,
             text=True,
             check=False,
+            env={**os.environ, BACKEND_STORE_VARIABLE: uri},
         )
         for line in (done.stdout + done.stderr).splitlines():
             say(f"  {line.replace(uri, '<backend store URI>')}")
@@ -261,14 +271,17 @@ def main(argv: list[str] | None = None, environ: MutableMapping[str, str] = os.e
         drop_privileges(environ)
         write_gcs_credentials(environ)
         environ.setdefault("MLFLOW_ARTIFACTS_DESTINATION", (HOME / "artifacts").as_uri())
-        environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+        # Optional features stay off unless the runner (compose, EB) turns one on.
+        for feature in FEATURES.values():
+            environ.setdefault(feature.variable, "false")
+        environ.update(ALWAYS_OFF)
         wait_for_database(uri, float(wait_seconds))
         upgrade_schema(uri)
     except ConfiggenError as err:
         say(f"error: {err}")
         return err.exit_code
     # Through the environment, not argv: `ps` in the container must not show the password.
-    environ["MLFLOW_BACKEND_STORE_URI"] = uri
+    environ[BACKEND_STORE_VARIABLE] = uri
     say(f"starting mlflow server with its metadata at {where(uri)}")
     os.execve(command[0], command, environ)
     return 0  # not reached

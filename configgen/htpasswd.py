@@ -8,6 +8,9 @@ old file or the new one. Everything that can be refused is refused before the fi
 
 from __future__ import annotations
 
+import grp
+import os
+import stat
 import time
 import unicodedata
 from pathlib import Path
@@ -16,12 +19,12 @@ from passlib.apache import HtpasswdFile, htpasswd_context
 
 from configgen.errors import UsageError
 from configgen.fileio import atomic_write, locked, make_private_dirs
-from configgen.nginx import GENERATION_SUFFIX
+from configgen.nginx import GENERATION_SUFFIX, WORKERS, WORKERS_GID
 
 MAX_NAME_BYTES = 64
 BCRYPT_MAX_BYTES = 72  # bcrypt ignores (bcrypt 5: refuses) anything longer
-# Readable through the group by nginx's workers (the compose nginx runs them in the group of
-# the mounted folder), never by others.
+# Readable through the group by nginx's password checks (the compose verifier runs in the
+# group of the mounted folder), never by others.
 FILE_MODE = 0o640
 FOLDER_MODE = 0o750
 
@@ -157,10 +160,28 @@ def check_can_change(path: Path, name: str) -> None:
     _require_user(load(path), name, path)
 
 
+def prepare_folder(folder: Path) -> list[Path]:
+    """Make the users folder (return the folders created). Its group is the one nginx's
+    password checks read it through: its owner's, or www-data instead of root's, which would
+    put the checks in group root; the setgid bit keeps it for every file written inside."""
+    created = make_private_dirs(folder, FOLDER_MODE)
+    if os.geteuid() == 0 and folder.stat().st_gid == 0:
+        try:
+            gid = grp.getgrnam(WORKERS).gr_gid
+        except KeyError:
+            gid = WORKERS_GID  # what it is in the nginx image, where the checks run
+        os.chown(folder, -1, gid)
+        for item in folder.iterdir():
+            if item.is_file():
+                os.chown(item, -1, gid)
+        folder.chmod(FOLDER_MODE | stat.S_ISGID)
+    return created
+
+
 def add(path: Path, name: str, hashed: str) -> None:
     """Add a user with a hash from `hash_password` (computed outside the lock: it is slow)."""
     check_name(name)
-    make_private_dirs(path.parent, FOLDER_MODE)
+    prepare_folder(path.parent)
     with locked(path):
         users = _load_or_new(path)
         _refuse_existing(users, name, path)

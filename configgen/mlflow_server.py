@@ -9,14 +9,62 @@ names that health checks and local clients use.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from configgen.stack import Stack
+
+# `mlflow server --backend-store-uri` as an environment variable (click's envvar).
+BACKEND_STORE_VARIABLE = "MLFLOW_BACKEND_STORE_URI"
 
 # Names a client on the same machine or in the same container uses.
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
-# The job runner starts an extra process that writes under /dev/shm; the stack does not use it.
-SERVER_ENVIRONMENT = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+@dataclass(frozen=True)
+class Feature:
+    """An MLflow feature the stack leaves off unless `mlflow.features` names it: the variable
+    that switches it in MLflow, and the paths nginx keeps from MLflow while it is off."""
+
+    variable: str
+    paths: tuple[str, ...] = ()
+
+
+FEATURES = {
+    # The AI Gateway calls LLM providers with API keys stored in MLflow, for whoever reaches it.
+    "gateway": Feature(
+        "MLFLOW_ENABLE_AI_GATEWAY",
+        (
+            "/gateway/",
+            "/api/3.0/mlflow/gateway/",
+            "/ajax-api/3.0/mlflow/gateway/",
+            "/ajax-api/2.0/mlflow/gateway-proxy",
+        ),
+    ),
+    # Server-side jobs (prompt optimization, scorers): an extra job runner process, writing
+    # under /dev/shm, that runs work users submit.
+    "jobs": Feature("MLFLOW_SERVER_ENABLE_JOB_EXECUTION"),
+}
+
+# Off whatever the stack file says. The assistant runs a shell tool on the server's host for
+# its caller (MLflow keeps it to localhost clients unless told otherwise, and behind nginx no
+# client is one); MLflow's usage telemetry would report to the internet.
+ALWAYS_OFF = {"MLFLOW_ENABLE_REMOTE_ASSISTANT": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
+ALWAYS_BLOCKED_PATHS = ("/ajax-api/3.0/mlflow/assistant/",)
+
+
+def server_environment(stack: Stack) -> dict[str, str]:
+    """The variables that turn MLflow's optional features on or off for `mlflow server`."""
+    switches = {
+        feature.variable: "true" if name in stack.mlflow.features else "false"
+        for name, feature in FEATURES.items()
+    }
+    return switches | ALWAYS_OFF
+
+
+def blocked_paths(stack: Stack) -> list[str]:
+    """Path prefixes nginx answers 404 to: those of the features that are off."""
+    off = [f.paths for name, f in FEATURES.items() if name not in stack.mlflow.features]
+    return [*(path for paths in off for path in paths), *ALWAYS_BLOCKED_PATHS]
 
 
 def allowed_hosts(stack: Stack, internal: Iterable[str] = ()) -> list[str]:
@@ -28,14 +76,20 @@ def allowed_hosts(stack: Stack, internal: Iterable[str] = ()) -> list[str]:
     return [p for n in names for p in (n, f"{n}:*".replace("[", "[[]", 1))]
 
 
+def own_hosts(stack: Stack, hosts: Iterable[str] = ()) -> list[str]:
+    """The host names whose https:// pages may call the API from a browser: the stack's own,
+    the local names, and `hosts` (a target's own, such as an Elastic Beanstalk CNAME)."""
+    names = [*stack.hosts, *LOCAL_HOSTS, *hosts]
+    return list(dict.fromkeys(names))
+
+
 def cors_origins(stack: Stack, hosts: Iterable[str] = ()) -> list[str]:
-    """Browser origins allowed to call the API: the stack's own pages (and `hosts`), over HTTP
-    or HTTPS. (MLflow always allows localhost origins.)"""
-    names = [*stack.hosts, *(h for h in hosts if h not in stack.hosts)]
+    """Browser origins MLflow lets call the API with the user's login: https:// pages of
+    own_hosts() only, on any port. nginx refuses every other site's requests before they reach
+    MLflow (mlflow-http.conf), including the http://localhost pages MLflow always allows."""
     return [
-        f"{scheme}://{h}{port}"
-        for h in names
-        for scheme in ("https", "http")
+        f"https://{h}{port}".replace("[", "[[]", 1) if port else f"https://{h}"
+        for h in own_hosts(stack, hosts)
         for port in ("", ":*")
     ]
 
@@ -45,17 +99,20 @@ def server_args(
     *,
     host: str,
     port: int,
-    backend_uri: str,
     artifacts_destination: str,
     internal_hosts: Iterable[str] = (),
+    socket: str | None = None,
 ) -> list[str]:
-    """`mlflow server ...` arguments (after `mlflow`)."""
+    """`mlflow server ...` arguments (after `mlflow`). The backend store URI, which may hold
+    a password, goes in the environment instead (BACKEND_STORE_VARIABLE): `ps` shows every
+    process's arguments to every user. With `socket`, MLflow listens on that unix socket
+    instead of host:port."""
     return [
         "server",
         "--host", host,
         "--port", str(port),
+        *(["--uvicorn-opts", f"--uds {socket}"] if socket else []),
         "--workers", str(stack.mlflow.workers),
-        "--backend-store-uri", backend_uri,
         # Artifacts go through the server ("proxied artifact access"): clients need only the
         # tracking URL and a user, never storage credentials.
         "--serve-artifacts",

@@ -1,11 +1,13 @@
 """What the nginx templates are filled with.
 
-Four fragments are shared unchanged by every runner (compose, local, Elastic Beanstalk):
+Five fragments are shared unchanged by every runner (compose, local, Elastic Beanstalk):
 `mlflow-http.conf` (http level), `mlflow-server.conf` (the MLflow locations and their
-authentication, server level), `mlflow-proxy.conf` (proxy settings, included by each
-location) and `mlflow-verifier.conf` (the password checks, see docs/auth.md). A runner's own
-main configurations include them and supply what differs by runner: `$mlflow_upstream`, the
-verifier's unix socket and the auth cache's memory-backed folder.
+authentication, server level), `mlflow-health.conf` (the one open location, also in the
+plain-HTTP server that redirects), `mlflow-proxy.conf` (proxy settings, included by each
+authenticated location) and `mlflow-verifier.conf` (the password checks, see docs/auth.md). A
+runner's own main configurations include them and supply what differs by runner
+(runner-http.j2): where MLflow is, how clients reach the stack, the verifier's address and the
+auth cache's memory-backed folder.
 
 The local and compose runners start nginx twice: `nginx.conf` serves MLflow,
 `nginx-verifier.conf` checks passwords. bcrypt blocks the nginx worker that runs it for about
@@ -16,10 +18,11 @@ server of that nginx instead (configgen/eb.py).
 
 from __future__ import annotations
 
-import os
+import re
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
+from configgen import mlflow_server
 from configgen.stack import Stack
 
 # Relative to nginx's configuration folder, where each runner puts the folder that holds the
@@ -28,6 +31,10 @@ SECRETS_FOLDER = "secrets"
 # Written beside the htpasswd file on every change (configgen/htpasswd.py): part of the auth
 # cache key, so a reload after a change makes every cached verification obsolete.
 GENERATION_SUFFIX = ".generation"
+# The workers' user and group wherever configgen picks them: the compose image's nginx, and a
+# local nginx started as root. Debian's web server identity (uid and gid 33), never root.
+WORKERS = "www-data"
+WORKERS_GID = 33
 MAIN_CONF = "nginx.conf"
 VERIFIER_CONF = "nginx-verifier.conf"
 COMPOSE_AUTH_SOCKET_DIR = "/run/mlflow-auth"
@@ -69,10 +76,16 @@ class Runtime:
     verifier_pid: str
     auth_cache_dir: str  # verified credentials: must be on tmpfs (they include the password)
     auth_log: str  # one line per bcrypt check (cache miss), with its result
-    user: str | None = None  # the workers' user, when started as root
+    user: str | None = None  # the workers' user (and group), when started as root
+    verifier_user: str | None = None  # the same for nginx-verifier.conf
     resolver: str | None = None  # for an upstream host name that may change address
     temp_dir: str | None = None  # for an nginx that cannot write its compiled-in paths
     https: Https | None = None  # None: plain HTTP on `listen` only
+    mlflow_socket: str | None = None  # MLflow's unix socket; `upstream` then names it
+    # Behind a load balancer that terminates TLS and sets X-Forwarded-Proto (Elastic
+    # Beanstalk's), and whether its plain-HTTP requests go to HTTPS.
+    behind_load_balancer: bool = False
+    redirect_http: bool = False
 
     @property
     def auth_socket(self) -> str:
@@ -92,12 +105,14 @@ def compose_runtime(stack: Stack) -> Runtime:
         access_log="/dev/stdout",
         # A volume shared by the nginx and auth-verifier containers, and nothing else.
         auth_listen=f"unix:{COMPOSE_AUTH_SOCKET_DIR}/auth.sock",
+        # The verifier runs unprivileged (nginx/docker-entrypoint.sh), its master too.
         verifier_pid="/run/nginx-verifier.pid",
         # compose mounts a tmpfs on /var/lib/nginx (Debian's nginx keeps its temp files there)
         auth_cache_dir="/var/lib/nginx/mlflow-auth",
         auth_log="/dev/stdout",
         # Docker's embedded DNS; names are re-resolved, so a re-created MLflow container is found.
         resolver="127.0.0.11",
+        user=f"{WORKERS} {WORKERS}",
         # compose secrets: root-only files that nginx's master reads before dropping privileges
         https=Https(
             str(COMPOSE_HTTPS_PORT),
@@ -110,41 +125,25 @@ def compose_runtime(stack: Stack) -> Runtime:
     )
 
 
-def local_runtime(
-    conf_dir: Path,
-    log_dir: Path,
-    run_dir: Path,
-    listen: str,
-    upstream: str,
-    https: Https | None = None,
-) -> Runtime:
-    """An nginx started on this machine: pid and temp files in `conf_dir`, logs in `log_dir`,
-    the verifier's socket and the auth cache in `run_dir` (a private folder on tmpfs).
-
-    Started as root, its workers would otherwise drop to `nobody` and could not read the 0640
-    htpasswd file; they keep the identity of whoever started it, as with any other user.
-    """
-    return Runtime(
-        user="root" if os.geteuid() == 0 else None,
-        purpose="a local nginx started by `configgen up`",
-        verifier_purpose="the password checks of a local nginx started by `configgen up`",
-        listen=listen,
-        upstream=upstream,
-        pid=str(conf_dir / "nginx.pid"),
-        error_log=str(log_dir / "nginx-error.log"),
-        access_log=str(log_dir / "nginx-access.log"),
-        auth_listen=f"unix:{run_dir / 'auth.sock'}",
-        verifier_pid=str(conf_dir / "nginx-verifier.pid"),
-        auth_cache_dir=str(run_dir / "auth-cache"),
-        auth_log=str(log_dir / "nginx-auth.log"),
-        temp_dir=str(conf_dir / "tmp"),
-        https=https,
-    )
-
-
 def htpasswd_path(stack: Stack) -> str:
     """The htpasswd file as nginx sees it, relative to its configuration folder."""
     return f"{SECRETS_FOLDER}/{PurePosixPath(stack.auth.htpasswd).name}"
+
+
+def host_pattern(names: list[str]) -> str:
+    """A regular expression (alternatives, no anchors) matching exactly these host names; a
+    leading `*.` stands for one label, as in a certificate."""
+    return "|".join(
+        r"[^.]+\." + re.escape(n.removeprefix("*.")) if n.startswith("*.") else re.escape(n)
+        for n in names
+    )
+
+
+def own_hosts(stack: Stack) -> list[str]:
+    """The hosts whose https:// pages are the stack's own, on every runner (so the shared
+    fragments agree): those of mlflow_server.own_hosts() and the Elastic Beanstalk CNAME."""
+    cname = stack.elastic_beanstalk.cname
+    return mlflow_server.own_hosts(stack, (cname,) if cname else ())
 
 
 def fragment_context(stack: Stack) -> dict[str, object]:
@@ -157,6 +156,7 @@ def fragment_context(stack: Stack) -> dict[str, object]:
         "timeout": stack.proxy.timeout_seconds,
         "auth": stack.auth,
         "trusted_proxies": stack.proxy.trusted_proxies,
+        "disabled_prefixes": mlflow_server.blocked_paths(stack),
     }
 
 
@@ -175,11 +175,6 @@ def main_context(stack: Stack, runtime: Runtime) -> dict[str, object]:
         "runtime": runtime,
         "tls_ciphers": TLS_CIPHERS,
         "server_names": " ".join(stack.hosts),
-        "auth_cache_seconds": stack.auth.cache_seconds,
+        "auth_stale_seconds": stack.auth.stale_seconds,
+        "own_hosts": host_pattern(own_hosts(stack)),
     }
-
-
-def local_argv(nginx_bin: str, conf_dir: Path, conf: str, error_log: Path) -> list[str]:
-    """The command that runs one of the two nginx of `conf_dir` in the foreground."""
-    return [nginx_bin, "-p", f"{conf_dir}/", "-c", str(conf_dir / conf),
-            "-e", str(error_log), "-g", "daemon off;"]  # fmt: skip

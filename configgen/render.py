@@ -52,6 +52,7 @@ def nginx_outputs(project: Project, runtime: nginx.Runtime, folder: str) -> list
         Output(f"{folder}/{nginx.VERIFIER_CONF}", "nginx/nginx-verifier.conf.j2", main),
         Output(f"{folder}/mlflow-http.conf", "nginx/mlflow-http.conf.j2", fragment),
         Output(f"{folder}/mlflow-server.conf", "nginx/mlflow-server.conf.j2", fragment),
+        Output(f"{folder}/mlflow-health.conf", "nginx/mlflow-health.conf.j2", fragment),
         Output(f"{folder}/mlflow-proxy.conf", "nginx/mlflow-proxy.conf.j2", fragment),
         Output(f"{folder}/mlflow-verifier.conf", "nginx/mlflow-verifier.conf.j2", fragment),
     ]
@@ -60,7 +61,7 @@ def nginx_outputs(project: Project, runtime: nginx.Runtime, folder: str) -> list
 def eb_outputs(project: Project) -> list[Output]:
     """The Elastic Beanstalk files: Dockerrun.aws.json, .ebextensions/ and .platform/."""
     stack = project.stack
-    runtime = eb.runtime()
+    runtime = eb.runtime(stack)
     fragment = nginx.fragment_context(stack)
     return [
         Output(eb.DOCKERRUN, "eb/Dockerrun.aws.json.j2", {"dockerrun": eb.dockerrun(stack)}),

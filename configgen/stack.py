@@ -150,6 +150,8 @@ DERIVED_SERVER_OPTIONS = {
     "--disable-security-middleware": "it turns off MLflow's Host header check",
     "--gunicorn-opts": "it makes MLflow 3.5+ skip its security middleware",
     "--app-name": "nginx does the authentication",
+    "--static-prefix": "nginx serves MLflow at the root of the stack's host names",
+    "--uvicorn-opts": "configgen sets it (the local runner serves MLflow on a unix socket)",
 }
 
 
@@ -190,6 +192,17 @@ class Auth:
     verify_rate_per_client: int = setting(1, Int(1, 1000))
     verify_rate_total: int = setting(4, Int(1, 1000))
     verify_burst: int = setting(20, Int(4, 1000))
+    # How long after its last use a verified credential still counts when the limits (full of
+    # guesses) or a stopped verifier keep it from being checked again.
+    stale_seconds: int = setting(3600, Int(1, 7 * 86400))
+
+    def __post_init__(self) -> None:
+        if self.stale_seconds < self.cache_seconds:
+            raise Invalid(
+                "auth.stale_seconds",
+                f"{self.stale_seconds} is below auth.cache_seconds ({self.cache_seconds}): "
+                "a verified credential would be forgotten before it expires",
+            )
 
 
 class _TlsMode(Text):
@@ -234,6 +247,8 @@ class MLflow:
     extra_args: tuple[str, ...] = setting(
         (), ListOf(Text(r"\S.*", "an `mlflow server` argument", _check_server_arg))
     )
+    # MLflow features the stack leaves off unless named here (docs/security.md).
+    features: tuple[str, ...] = setting((), ListOf(Text("gateway|jobs", "gateway or jobs")))
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,23 @@ from configgen.errors import UsageError
 from configgen.fileio import atomic_write, make_private_dirs
 from configgen.stack import Project, Stack
 
+OFF_WARNING = (
+    "tls.mode is off: passwords cross the network unencrypted; only for a stack on loopback "
+    "or behind a load balancer that terminates TLS"
+)
 SELF_SIGNED_DAYS = 397  # what browsers accept for a server certificate's lifetime
 CERT_MODE = 0o644
 KEY_MODE = 0o600
+
+
+# An ECDSA server key signs the TLS handshake, and nothing else.
+SERVER_KEY_USAGE = x509.KeyUsage(
+    digital_signature=True, content_commitment=False, key_encipherment=False,
+    data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+    encipher_only=False, decipher_only=False,
+)  # fmt: skip
+# In the subject of every certificate configgen makes, so that it knows its own.
+MADE_BY = "(self-signed by configgen)"
 
 
 def names(stack: Stack) -> list[str]:
@@ -45,7 +59,7 @@ def self_signed(stack: Stack, now: datetime.datetime) -> tuple[bytes, bytes]:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([
         x509.NameAttribute(NameOID.COMMON_NAME, stack.hosts[0].removeprefix("*.")[:64]),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, f"{stack.name} (self-signed by configgen)"),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, f"{stack.name} {MADE_BY}"),
     ])  # fmt: skip
     certificate = (
         x509.CertificateBuilder()
@@ -58,9 +72,11 @@ def self_signed(stack: Stack, now: datetime.datetime) -> tuple[bytes, bytes]:
         .add_extension(
             x509.SubjectAlternativeName([_alt_name(n) for n in names(stack)]), critical=False
         )
-        # A CA for itself, so that clients may trust it as the one root (what
-        # MLFLOW_TRACKING_SERVER_CERT_PATH and browsers' "trust this certificate" do).
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        # A leaf that cannot sign other certificates: clients that trust it (by file, with
+        # MLFLOW_TRACKING_SERVER_CERT_PATH) trust this server and nothing else, even if its
+        # key leaked. OpenSSL takes a self-signed leaf as its own trust anchor.
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(SERVER_KEY_USAGE, critical=True)
         .add_extension(
             x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
         )
@@ -80,11 +96,15 @@ def fingerprint(certificate: x509.Certificate) -> str:
 
 
 def ensure_self_signed(project: Project) -> str | None:
-    """With `tls.mode: self-signed` and no certificate yet, make one; return a line saying so
-    (with the fingerprint clients can check), or None if there was nothing to do."""
+    """With `tls.mode: self-signed` and no certificate yet (or an older configgen's, which
+    could sign others), make one; return a line saying so (with the fingerprint clients can
+    check), or None if there was nothing to do."""
     stack = project.stack
     cert_path, key_path = project.tls_certificate, project.tls_key
-    if stack.tls.mode != "self-signed" or (cert_path.exists() and key_path.exists()):
+    if stack.tls.mode != "self-signed":
+        return None
+    exists = cert_path.exists() and key_path.exists()
+    if exists and not _can_sign(cert_path):
         return None
     now = datetime.datetime.now(datetime.UTC)
     cert_pem, key_pem = self_signed(stack, now)
@@ -93,11 +113,29 @@ def ensure_self_signed(project: Project) -> str | None:
     atomic_write(key_path, key_pem, KEY_MODE)
     atomic_write(cert_path, cert_pem, CERT_MODE)
     certificate = x509.load_pem_x509_certificate(cert_pem)
+    done = (
+        "replaced the self-signed certificate (the old one could sign others)"
+        if exists
+        else "created a self-signed certificate"
+    )
     return (
-        f"created a self-signed certificate for {', '.join(names(stack))} in "
+        f"{done} for {', '.join(names(stack))} in "
         f"{project.relative(cert_path)} (key: {project.relative(key_path)}, 0600), "
         f"valid {SELF_SIGNED_DAYS} days, fingerprint {fingerprint(certificate)}"
     )
+
+
+def _can_sign(path: Path) -> bool:
+    """Whether `path` is a self-signed certificate of an older configgen, which made it a CA:
+    it is replaced, since a client that trusts it would trust whatever its key signs."""
+    try:
+        certificate = x509.load_pem_x509_certificate(path.read_bytes())
+        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints)
+    except (ValueError, x509.ExtensionNotFound):
+        return False
+    organization = certificate.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    ours = any(MADE_BY in str(attribute.value) for attribute in organization)
+    return ours and constraints.value.ca
 
 
 def _read(path: Path, project: Project, what: str) -> bytes:

@@ -1,29 +1,39 @@
 #!/bin/sh
-# The nginx container's entrypoint. nginx's workers must read the htpasswd file, which stays
-# 0640 on the host, owned by whoever ran `configgen htpasswd`: they run as www-data with the
-# group of the mounted folder, so they can read it and nothing else of the host's secrets.
+# The nginx containers' entrypoint (compose/production.yml runs two).
+#
+# `nginx` serves MLflow: its master runs as root (it reads the TLS key, a root-only compose
+# secret) and its workers as www-data (nginx.conf's `user`); they never read the users file.
+#
+# `verifier` checks passwords: it runs unprivileged, master and workers, as www-data with the
+# group of the mounted users folder as its only group. That folder stays 0750 (its files 0640)
+# on the host, in the group of whoever ran `configgen htpasswd` (www-data when root ran it), so
+# the verifier can read it and nothing else of the host's secrets, whatever that user's ids.
+# Its root file system is read-only: nothing is added to /etc/passwd or /etc/group.
 set -eu
 
 if [ "${1:-}" = verifier ]; then
-    # A verifier killed without its clean-up leaves its socket behind in the shared volume,
-    # and nginx cannot bind over it.
-    rm -f /run/mlflow-auth/auth.sock
     shift
-    set -- nginx -c /etc/nginx/nginx-verifier.conf "$@"
+    gid=$(stat -c %g /etc/nginx/secrets)
+    if [ "$gid" = 0 ]; then
+        echo "nginx-entrypoint: the users folder (secrets/nginx on the host) belongs to group" \
+             "root, which the verifier never joins; run \`configgen init\` there to hand it" \
+             "to group www-data" >&2
+        exit 2
+    fi
+    if [ ! -r /etc/nginx/secrets/htpasswd ]; then
+        echo "nginx-entrypoint: no htpasswd in /etc/nginx/secrets; add a user with" \
+             "\`configgen htpasswd user add NAME\`" >&2
+    fi
+    # A verifier killed without its clean-up leaves its socket behind in the shared volume,
+    # and nginx cannot bind over it. Its pid file, temp files and socket are its own.
+    rm -f /run/mlflow-auth/auth.sock
+    chown www-data /run /run/mlflow-auth /var/lib/nginx
+    # -e: the root file system is read-only; log start-up errors to Docker, not to a file.
+    exec setpriv --reuid=www-data --regid="$gid" --clear-groups --no-new-privs -- \
+        nginx -c /etc/nginx/nginx-verifier.conf -e stderr -g "daemon off;" "$@"
 fi
 
 if [ "${1:-}" = nginx ]; then
-    gid=$(stat -c %g /etc/nginx/secrets)
-    group=$(getent group "$gid" | cut -d: -f1)
-    if [ -z "$group" ]; then
-        groupadd --gid "$gid" htpasswd
-        group=htpasswd
-    fi
-    if [ ! -r /etc/nginx/secrets/htpasswd ]; then
-        echo "nginx-entrypoint: no readable htpasswd in /etc/nginx/secrets; add a user with" \
-             "\`configgen htpasswd user add NAME\`" >&2
-    fi
-    # -e: the root file system is read-only; log start-up errors to Docker, not to a file.
-    set -- "$@" -e stderr -g "daemon off; user www-data $group;"
+    set -- "$@" -e stderr -g "daemon off;"
 fi
 exec "$@"

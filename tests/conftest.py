@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests import unprivileged
 from tests.support import FAST_STACK, Configgen, clean_env, run_configgen
 
 
@@ -25,3 +27,13 @@ def configgen(project: Path) -> Configgen:
         return run_configgen(*args, cwd=project, stdin=stdin, env=clean_env(**env))
 
     return call
+
+
+@pytest.fixture(scope="session")
+def user_bin() -> Iterator[Path]:
+    """The bin folder of the test user's own configgen installation (tests/unprivileged.py)."""
+    folder = unprivileged.folder("user-venv-")
+    try:
+        yield unprivileged.install(folder)
+    finally:
+        unprivileged.remove(folder)

@@ -33,6 +33,7 @@ class RunningStack:
     password: str
     env: dict[str, str]
     ca: Path | None = None  # with HTTPS: the certificate clients trust (self-signed)
+    http_port: int | None = None  # with HTTPS: the plain-HTTP port (/health, redirects)
 
     @property
     def url(self) -> str:
@@ -81,16 +82,17 @@ def local_stack(project: Path, stack_yaml: str, **env: str) -> Iterator[RunningS
     (project / "stack").mkdir(exist_ok=True)
     (project / "stack" / "stack.yaml").write_text(stack_yaml)
     environment = clean_env(**env)
-    port = free_port()
+    port, http_port = free_port(), free_port()
     data = project / "data"
-    done = run_configgen("up", "--detach", "--port", str(port), "--http-port", str(free_port()),
+    done = run_configgen("up", "--detach", "--port", str(port), "--http-port", str(http_port),
                          cwd=project, env=environment)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     found = re.search(r"created the first user: (\S+), password: (\S+)", done.stdout)
     assert found, done.stdout
     certificate = re.search(r"export MLFLOW_TRACKING_SERVER_CERT_PATH=(\S+)", done.stdout)
     stack = RunningStack(project, data, port, found[1], found[2], environment,
-                         Path(certificate[1]) if certificate else None)  # fmt: skip
+                         Path(certificate[1]) if certificate else None,
+                         http_port if certificate else None)  # fmt: skip
     try:
         yield stack
     finally:

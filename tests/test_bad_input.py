@@ -160,6 +160,21 @@ CASES = {
         "mlflow.extra_args[0]: --gunicorn-opts is not allowed here",
         files={"stack/stack.yaml": "mlflow: {extra_args: ['--gunicorn-opts=-w 4']}\n"},
     ),
+    "unknown MLflow feature": Case(
+        ["render"],
+        "mlflow.features[0]: expected gateway or jobs, got 'assistant'",
+        files={"stack/stack.yaml": "mlflow: {features: [assistant]}\n"},
+    ),
+    "stale before expired": Case(
+        ["render"],
+        "auth.stale_seconds: 30 is below auth.cache_seconds (60)",
+        files={"stack/stack.yaml": "auth: {stale_seconds: 30}\n"},
+    ),
+    "uvicorn opts": Case(
+        ["render"],
+        "mlflow.extra_args[0]: --uvicorn-opts is not allowed here",
+        files={"stack/stack.yaml": "mlflow: {extra_args: ['--uvicorn-opts=--uds /x']}\n"},
+    ),
     "password in backend URI": Case(
         ["render"],
         "mlflow.backend_store: holds a password",
@@ -219,10 +234,16 @@ CASES = {
         ["eb", "bundle"],
         "elastic_beanstalk.max_instances is 3 but mlflow.backend_store is `bundled`",
         files={
-            "stack/stack.yaml": "elastic_beanstalk: {max_instances: 3}\n"
+            "stack/stack.yaml": "elastic_beanstalk: {max_instances: 3}\ntls: {mode: off}\n"
             "mlflow: {artifact_destination: 's3://team-bucket/mlflow'}\n",
             USERS: ALICE,
         },
+    ),
+    "Elastic Beanstalk without HTTPS": Case(
+        ["eb", "bundle"],
+        "elastic_beanstalk.https_certificate is empty: the load balancer would take passwords "
+        "over plain HTTP",
+        files={"stack/stack.yaml": "auth: {bcrypt_cost: 4}\n", USERS: ALICE},
     ),
     "secret given as a value": Case(
         ["eb", "bundle"],

@@ -30,8 +30,6 @@ SEARCH = "/api/2.0/mlflow/experiments/search?max_results=5"
 
 
 class ComposeStack(RunningStack):
-    http_port: int = 0
-
     def compose(self, *args: str, binary: str = COMPOSE_V2, check: bool = True, timeout=600):
         done = subprocess.run(
             [binary, "-f", "compose/production.yml", *args],

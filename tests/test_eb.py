@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from configgen import render, stack
+from configgen import render, stack, tls
 from configgen.errors import UsageError
 from tests.support import PASSWORD, Configgen
 
@@ -296,10 +296,13 @@ def test_bundle_of_a_trial_stack_warns(configgen: Configgen, project: Path):
     assert done.returncode == 0, done.stderr
     assert (project / "dist" / "mlflow-eb.zip").is_file()
     warnings = done.stderr.splitlines()
-    assert len(warnings) == 3
-    assert "lost when Elastic Beanstalk replaces it" in warnings[0]
-    assert "proxy.trusted_proxies is empty" in warnings[1]
-    assert "eb setenv MLFLOW_HTPASSWD=$(base64 -w0 secrets/nginx/htpasswd)" in warnings[2]
+    assert len(warnings) == 4
+    # The test stack's tls.mode: off, without a certificate: plain HTTP on purpose, with the
+    # warning `configgen render` gives for it.
+    assert warnings[0] == f"configgen: warning: {tls.OFF_WARNING}"
+    assert "lost when Elastic Beanstalk replaces it" in warnings[1]
+    assert "proxy.trusted_proxies is empty" in warnings[2]
+    assert "eb setenv MLFLOW_HTPASSWD=$(base64 -w0 secrets/nginx/htpasswd)" in warnings[3]
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grp
 import os
 import pty
 import re
@@ -42,7 +43,12 @@ def test_add_writes_a_bcrypt_entry_apache_accepts(configgen: Configgen, project:
     assert line.startswith("alice:$2y$04$"), line  # the stack's cost, in the $2y$ form
     assert PASSWORD not in line
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
-    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o750  # nginx's group may enter
+    folder = path.parent.stat()
+    assert stat.S_IMODE(folder.st_mode) & 0o777 == 0o750  # nginx's group may enter
+    if os.geteuid() == 0:  # that group is www-data, never root's, and stays with new files
+        assert folder.st_gid == grp.getgrnam("www-data").gr_gid != 0
+        assert folder.st_mode & stat.S_ISGID
+        assert path.stat().st_gid == folder.st_gid
     assert stat.S_IMODE(path.parent.parent.stat().st_mode) == 0o700  # secrets/: nobody else
     assert apache_accepts(path, "alice", PASSWORD)
     assert not apache_accepts(path, "alice", PASSWORD + "!")

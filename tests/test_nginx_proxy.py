@@ -1,127 +1,45 @@
 """The rendered nginx configuration, served by a real nginx with users made by `configgen`.
 
-Behind it is a small recording HTTP server instead of MLflow, because these tests check what
-nginx itself must do: who gets in, which headers reach the upstream (never the password), that
-large bodies stream through, and what the access log holds. The same fragments run in front of
-a real MLflow in the `configgen up` tests.
+Behind it is a small recording HTTP server instead of MLflow (tests/recording.py), because these
+tests check what nginx itself must do: who gets in, which headers reach the upstream (never the
+password), that large bodies stream through, and what the access log holds. The same fragments
+run in front of a real MLflow in the `configgen up` tests.
 """
 
 from __future__ import annotations
 
 import base64
 import http.client
-import http.server
 import os
-import shutil
-import signal
-import socket
 import stat
-import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 
-from configgen import nginx, render, stack
+from tests.recording import RecordingProxy, recording_proxy
 from tests.support import PASSWORD, run_configgen
 
 BODY_BYTES = 5 * 1024 * 1024  # well over nginx's default 1 MB limit
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Recorder(http.server.BaseHTTPRequestHandler):
-    """Answers 200 and remembers each request's path, headers and body size."""
-
-    seen: ClassVar[list[dict]] = []
-    started = threading.Event()  # set when a request's headers arrive, before its body
-
-    def _answer(self) -> None:
-        self.started.set()
-        length = int(self.headers.get("Content-Length") or 0)
-        received = 0
-        while received < length:
-            received += len(self.rfile.read(min(65536, length - received)))
-        self.seen.append({"path": self.path, "headers": dict(self.headers), "body": received})
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    do_GET = do_POST = do_PUT = _answer
-
-    def log_message(self, *_: object) -> None:
-        pass
 
 
 STACK = "hosts: [mlflow.example.com]\nauth:\n  bcrypt_cost: 4\n"
 
 
 @pytest.fixture
-def proxy(project: Path, tmp_path_factory, request) -> Iterator[dict]:
-    """nginx with the rendered config on a free port, one user, the Recorder behind it.
+def proxy(project: Path, tmp_path: Path, request) -> Iterator[RecordingProxy]:
+    """nginx with the rendered config on a free port, one user, a recording server behind it.
     Parametrize indirectly with extra stack file lines to change settings."""
-    stack_file = project / "stack" / "stack.yaml"
-    stack_file.write_text(STACK + getattr(request, "param", ""))
+    (project / "stack" / "stack.yaml").write_text(STACK + getattr(request, "param", ""))
     done = run_configgen(
         "htpasswd", "user", "add", "alice", "--password-stdin", cwd=project, stdin=PASSWORD
     )
     assert done.returncode == 0, done.stderr
-
-    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    Recorder.seen = []
-    Recorder.started.clear()
-    threading.Thread(target=upstream.serve_forever, daemon=True).start()
-
-    conf = tmp_path_factory.mktemp("nginx")
-    (conf / "logs").mkdir()
-    (conf / "tmp").mkdir()
-    (conf / "secrets").symlink_to(project / "secrets" / "nginx")
-    port = free_port()
-    loaded = stack.read(stack_file)
-    run_dir = Path(tempfile.mkdtemp(dir="/dev/shm"))
-    runtime = nginx.local_runtime(
-        conf, conf / "logs", run_dir, f"127.0.0.1:{port}", f"127.0.0.1:{upstream.server_port}"
-    )
-    files = render.nginx_outputs(loaded, runtime, ".")
-    render.write(render.render(loaded, files), conf)
-
-    assert shutil.which("nginx"), "nginx is installed by tests/run.sh"
-    verifier, server = (
-        subprocess.Popen(nginx.local_argv("nginx", conf, name, Path("/dev/stderr")),
-                         stderr=subprocess.PIPE, text=True)
-        for name in (nginx.VERIFIER_CONF, nginx.MAIN_CONF)
-    )  # fmt: skip
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert server.poll() is None, server.stderr.read()
-            assert time.monotonic() < deadline, "nginx did not start"
-            time.sleep(0.05)
-    while not Path(runtime.auth_socket).exists():
-        assert verifier.poll() is None, verifier.stderr.read()
-        assert time.monotonic() < deadline, "the verifier did not start"
-        time.sleep(0.05)
-    yield {
-        "port": port, "seen": Recorder.seen, "logs": conf / "logs", "server": server,
-        "verifier": verifier, "project": project, "conf": conf, "run_dir": run_dir,
-    }  # fmt: skip
-    for process in (server, verifier):
-        process.send_signal(signal.SIGQUIT)  # graceful: flushes the access log
-        process.wait(timeout=10)
-    upstream.shutdown()
-    shutil.rmtree(run_dir)
+    with recording_proxy(project, tmp_path / "logs") as running:
+        yield running
 
 
 def request(
@@ -145,28 +63,28 @@ def request(
     return response
 
 
-def test_without_credentials_401_with_a_basic_challenge(proxy: dict):
-    response = request(proxy["port"], "/api/2.0/mlflow/experiments/search")
+def test_without_credentials_401_with_a_basic_challenge(proxy: RecordingProxy):
+    response = request(proxy.port, "/api/2.0/mlflow/experiments/search")
     assert response.status == 401
     assert response.getheader("WWW-Authenticate") == 'Basic realm="MLflow"'
-    assert proxy["seen"] == []
+    assert proxy.seen == []
 
 
 @pytest.mark.parametrize(
     "auth", [("alice", "not the password"), ("mallory", PASSWORD), ("alice", "")]
 )
-def test_wrong_credentials_401(proxy: dict, auth: tuple[str, str]):
-    assert request(proxy["port"], "/", auth).status == 401
-    assert proxy["seen"] == []
+def test_wrong_credentials_401(proxy: RecordingProxy, auth: tuple[str, str]):
+    assert request(proxy.port, "/", auth).status == 401
+    assert proxy.seen == []
 
 
-def test_valid_user_reaches_mlflow_without_the_password(proxy: dict):
+def test_valid_user_reaches_mlflow_without_the_password(proxy: RecordingProxy):
     response = request(
-        proxy["port"], "/api/2.0/mlflow/experiments/search?max_results=5", ("alice", PASSWORD)
+        proxy.port, "/api/2.0/mlflow/experiments/search?max_results=5", ("alice", PASSWORD)
     )
     assert response.status == 200
     assert response.getheader("Server") == "nginx"  # no version: server_tokens off
-    (seen,) = proxy["seen"]
+    (seen,) = proxy.seen
     assert seen["path"] == "/api/2.0/mlflow/experiments/search?max_results=5"
     headers = {k.lower(): v for k, v in seen["headers"].items()}
     assert "authorization" not in headers
@@ -177,29 +95,29 @@ def test_valid_user_reaches_mlflow_without_the_password(proxy: dict):
     assert headers["x-real-ip"] == "127.0.0.1"
 
 
-def test_health_needs_no_credentials(proxy: dict):
-    response = request(proxy["port"], "/health")
+def test_health_needs_no_credentials(proxy: RecordingProxy):
+    response = request(proxy.port, "/health")
     assert response.status == 200
-    assert [s["path"] for s in proxy["seen"]] == ["/health"]
+    assert [s["path"] for s in proxy.seen] == ["/health"]
     # Only the exact path is open.
-    assert request(proxy["port"], "/health/../api/2.0/mlflow/experiments/search").status == 401
-    assert request(proxy["port"], "/healthz").status == 401
+    assert request(proxy.port, "/health/../api/2.0/mlflow/experiments/search").status == 401
+    assert request(proxy.port, "/healthz").status == 401
 
 
 ARTIFACT = "/api/2.0/mlflow-artifacts/artifacts/1/run/artifacts/model.bin"
 
 
-def test_large_upload_passes_and_unauthenticated_upload_is_refused(proxy: dict):
+def test_large_upload_passes_and_unauthenticated_upload_is_refused(proxy: RecordingProxy):
     body = os.urandom(BODY_BYTES)
-    response = request(proxy["port"], ARTIFACT, ("alice", PASSWORD), "PUT", body)
+    response = request(proxy.port, ARTIFACT, ("alice", PASSWORD), "PUT", body)
     assert response.status == 200
-    assert proxy["seen"][-1]["body"] == BODY_BYTES
-    assert request(proxy["port"], ARTIFACT, None, "PUT", body).status == 401
+    assert proxy.seen[-1]["body"] == BODY_BYTES
+    assert request(proxy.port, ARTIFACT, None, "PUT", body).status == 401
 
 
-def test_uploads_stream_through_instead_of_being_spooled(proxy: dict):
+def test_uploads_stream_through_instead_of_being_spooled(proxy: RecordingProxy):
     """MLflow sees an upload begin while the client is still sending it."""
-    conn = http.client.HTTPConnection("127.0.0.1", proxy["port"], timeout=30)
+    conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=30)
     conn.putrequest("PUT", ARTIFACT)
     conn.putheader(
         "Authorization", "Basic " + base64.b64encode(f"alice:{PASSWORD}".encode()).decode()
@@ -207,20 +125,22 @@ def test_uploads_stream_through_instead_of_being_spooled(proxy: dict):
     conn.putheader("Content-Length", str(BODY_BYTES))
     conn.endheaders()
     conn.send(b"x" * (BODY_BYTES // 5))
-    assert Recorder.started.wait(timeout=5), "nginx held the upload back until it was complete"
-    assert proxy["seen"] == []  # and it is indeed not complete yet
+    assert proxy.upstream.started.wait(timeout=5), (
+        "nginx held the upload back until it was complete"
+    )
+    assert proxy.seen == []  # and it is indeed not complete yet
     conn.send(b"x" * (BODY_BYTES - BODY_BYTES // 5))
     assert conn.getresponse().status == 200
     conn.close()
-    assert proxy["seen"][-1]["body"] == BODY_BYTES
+    assert proxy.seen[-1]["body"] == BODY_BYTES
 
 
-def test_access_log_names_the_user_but_never_the_credentials(proxy: dict):
-    request(proxy["port"], "/", ("alice", PASSWORD))
-    request(proxy["port"], "/", ("alice", "a wrong guess"))
-    request(proxy["port"], "/health")
+def test_access_log_names_the_user_but_never_the_credentials(proxy: RecordingProxy):
+    request(proxy.port, "/", ("alice", PASSWORD))
+    request(proxy.port, "/", ("alice", "a wrong guess"))
+    request(proxy.port, "/health")
     time.sleep(0.2)
-    log = (proxy["logs"] / "nginx-access.log").read_text()
+    log = (proxy.logs / "nginx-access.log").read_text()
     assert '"GET / HTTP/1.1" 200' in log
     assert "alice" in log
     for secret in (PASSWORD, "a wrong guess"):
@@ -229,13 +149,13 @@ def test_access_log_names_the_user_but_never_the_credentials(proxy: dict):
     assert "/health" not in log  # probes are not logged
 
 
-def test_python_clients_are_kept_to_proxied_artifact_transfers(proxy: dict):
+def test_python_clients_are_kept_to_proxied_artifact_transfers(proxy: RecordingProxy):
     """No multipart/presigned advertisement reaches the Python client; the UI's copy does."""
-    assert request(proxy["port"], "/api/3.0/mlflow/server-info", ("alice", PASSWORD)).status == 404
-    assert proxy["seen"] == []
-    ui = request(proxy["port"], "/ajax-api/3.0/mlflow/server-info", ("alice", PASSWORD))
+    assert request(proxy.port, "/api/3.0/mlflow/server-info", ("alice", PASSWORD)).status == 404
+    assert proxy.seen == []
+    ui = request(proxy.port, "/ajax-api/3.0/mlflow/server-info", ("alice", PASSWORD))
     assert ui.status == 200
-    assert proxy["seen"][-1]["path"] == "/ajax-api/3.0/mlflow/server-info"
+    assert proxy.seen[-1]["path"] == "/ajax-api/3.0/mlflow/server-info"
 
 
 # -- the cached verification (docs/auth.md) ---------------------------------------------------
@@ -243,31 +163,26 @@ def test_python_clients_are_kept_to_proxied_artifact_transfers(proxy: dict):
 BOB = ("bob", "another long passphrase")
 
 
-def checks(proxy: dict) -> list[str]:
+def checks(proxy: RecordingProxy) -> list[str]:
     """The verifier's log: one line per bcrypt check (cache miss)."""
     time.sleep(0.1)
-    path = proxy["logs"] / "nginx-auth.log"
+    path = proxy.logs / "nginx-auth.log"
     return path.read_text().splitlines() if path.exists() else []
 
 
-def reload(proxy: dict) -> None:
-    proxy["server"].send_signal(signal.SIGHUP)
-    time.sleep(0.5)  # the new workers take over
-
-
-def test_a_valid_credential_is_hashed_once(proxy: dict):
+def test_a_valid_credential_is_hashed_once(proxy: RecordingProxy):
     for _ in range(20):
-        assert request(proxy["port"], "/x", ("alice", PASSWORD)).status == 200
+        assert request(proxy.port, "/x", ("alice", PASSWORD)).status == 200
     for _ in range(5):
-        assert request(proxy["port"], "/x", ("alice", PASSWORD), "POST", b"{}").status == 200
+        assert request(proxy.port, "/x", ("alice", PASSWORD), "POST", b"{}").status == 200
     lines = checks(proxy)
     assert len(lines) == 1, lines
     assert 'user="alice" status=200' in lines[0]
 
 
-def test_failures_are_never_cached(proxy: dict):
+def test_failures_are_never_cached(proxy: RecordingProxy):
     for _ in range(3):
-        assert request(proxy["port"], "/x", ("alice", "a wrong guess")).status == 401
+        assert request(proxy.port, "/x", ("alice", "a wrong guess")).status == 401
     assert [line.split()[-2] for line in checks(proxy)] == ["status=401"] * 3
 
 
@@ -296,18 +211,20 @@ def hashed(lines: list[str]) -> list[str]:
     ["  verify_rate_per_client: 1\n  verify_burst: 4\n  verify_rate_total: 100\n"],
     indirect=True,
 )
-def test_misses_are_limited_per_client_and_cached_users_are_not(proxy: dict):
-    port = proxy["port"]
+def test_misses_are_limited_per_client_and_cached_users_are_not(proxy: RecordingProxy):
+    port = proxy.port
     assert request(port, "/x", ("alice", PASSWORD)).status == 200  # now cached
     started = time.monotonic()
     guesses = [lambda i=i: request(port, "/x", ("alice", f"guess {i}")).status for i in range(10)]
     valid = [lambda: (request(port, "/x", ("alice", PASSWORD)).status, time.monotonic())] * 5
     results = concurrently([*guesses, *valid])
-    assert results[:10] == [401] * 10
+    # Checked and wrong: 401; refused by the limits before any hashing: 429.
+    assert set(results[:10]) <= {401, 429}, results[:10]
     # The cached user was not held up by the queue of guesses.
     assert all(code == 200 and at - started < 1 for code, at in results[10:]), results[10:]
     lines = checks(proxy)
     rejected = [line for line in lines if "limit=REJECTED" in line]
+    assert results[:10].count(429) == len(rejected), (results, lines)
     # alice's first check, then the guesses: about one at the rate and four in the burst (some
     # waiting their turn, logged DELAYED), the rest refused without hashing.
     assert len(lines) == 11, lines
@@ -325,77 +242,138 @@ def test_misses_are_limited_per_client_and_cached_users_are_not(proxy: dict):
     ["  verify_rate_per_client: 100\n  verify_burst: 4\n  verify_rate_total: 1\n"],
     indirect=True,
 )
-def test_misses_are_limited_in_all(proxy: dict):
+def test_misses_are_limited_in_all(proxy: RecordingProxy):
     sources = [f"127.0.0.{i}" for i in range(2, 12)]
-    concurrently([lambda s=s: request(proxy["port"], "/x", ("alice", f"guess from {s}"), source=s)
+    concurrently([lambda s=s: request(proxy.port, "/x", ("alice", f"guess from {s}"), source=s)
                   for s in sources])  # fmt: skip
     lines = checks(proxy)
     assert len({line.split()[1] for line in lines}) == len(sources)  # ten clients ...
     assert 3 <= len(hashed(lines)) <= 6, lines  # ... share one allowance
 
 
-def test_x_forwarded_for_from_an_untrusted_peer_is_ignored(proxy: dict):
-    request(proxy["port"], "/x", ("alice", "wrong"), headers={"X-Forwarded-For": "198.51.100.7"})
-    request(proxy["port"], "/x", ("alice", "wrong"), headers={"X-MLflow-Auth-Client": "10.9.9.9"})
+@contextmanager
+def flood(port: int, sources: list[str]) -> Iterator[list[int]]:
+    """Wrong passwords from `sources`, as fast as they come back, until the block ends; yields
+    the statuses they got so far."""
+    stop = threading.Event()
+    statuses: list[int] = []
+
+    def guess(source: str) -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            statuses.append(request(port, "/x", ("alice", f"{source} {n}"), source=source).status)
+
+    threads = [threading.Thread(target=guess, args=(s,)) for s in sources]
+    for thread in threads:
+        thread.start()
+    try:
+        yield statuses
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+
+
+def wait_for(condition, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    "proxy",
+    ["  cache_seconds: 1\n  verify_rate_per_client: 1\n  verify_burst: 4\n"
+     "  verify_rate_total: 2\n"],
+    indirect=True,
+)  # fmt: skip
+def test_a_recent_login_keeps_working_through_a_guessing_flood(proxy: RecordingProxy):
+    port = proxy.port
+    assert request(port, "/x", ("alice", PASSWORD)).status == 200
+    verified_at = time.monotonic()
+    sources = [f"127.0.0.{i}" for i in range(2, 8)]
+    with flood(port, sources) as statuses:
+        # Until the limits are full, and alice's cached check has expired (nginx counts whole
+        # seconds: after at most two).
+        wait_for(lambda: statuses.count(429) >= 20, "the flood never filled the limits")
+        time.sleep(max(0.0, verified_at + 2.1 - time.monotonic()))
+        answers = [request(port, "/x", ("alice", PASSWORD)).status for _ in range(10)]
+        assert answers == [200] * 10, answers
+        # A change with a reload (a new generation in the key) still revokes at once: nothing
+        # cached before counts, whether the limits refuse the new check (429) or not (401).
+        assert proxy.configgen("htpasswd", "user", "remove", "alice").returncode == 0
+        proxy.reload()
+        assert request(port, "/x", ("alice", PASSWORD)).status in (401, 429)
+        flooded = len(statuses)
+    lines = checks(proxy)
+    # Guessing stayed held to the rate: one check a second in all, plus the burst.
+    guesses = [line for line in lines if 'user="alice"' in line and "limit=REJECTED" not in line]
+    assert len(guesses) <= flooded * 0.2, (len(guesses), flooded)
+    # alice's re-checks (from 127.0.0.1; the flood came from the others) were refused by the
+    # limits, and her earlier success served instead.
+    assert any("client=127.0.0.1 " in line and "limit=REJECTED" in line for line in lines), lines
+
+
+def test_x_forwarded_for_from_an_untrusted_peer_is_ignored(proxy: RecordingProxy):
+    request(proxy.port, "/x", ("alice", "wrong"), headers={"X-Forwarded-For": "198.51.100.7"})
+    request(proxy.port, "/x", ("alice", "wrong"), headers={"X-MLflow-Auth-Client": "10.9.9.9"})
     assert [line.split()[1] for line in checks(proxy)] == ["client=127.0.0.1"] * 2
 
 
 @pytest.mark.parametrize("proxy", ["proxy: {trusted_proxies: [127.0.0.0/8]}\n"], indirect=True)
-def test_x_forwarded_for_from_a_trusted_load_balancer_names_the_client(proxy: dict):
-    request(proxy["port"], "/x", ("alice", "wrong"), headers={"X-Forwarded-For": "198.51.100.7"})
+def test_x_forwarded_for_from_a_trusted_load_balancer_names_the_client(proxy: RecordingProxy):
+    request(proxy.port, "/x", ("alice", "wrong"), headers={"X-Forwarded-For": "198.51.100.7"})
     assert checks(proxy)[-1].split()[1] == "client=198.51.100.7"
 
 
 @pytest.mark.parametrize("proxy", ["  cache_seconds: 2\n"], indirect=True)
-def test_removal_applies_at_once_with_reload_and_within_the_lifetime_without(proxy: dict):
-    project = proxy["project"]
-    add = run_configgen("htpasswd", "user", "add", BOB[0], "--password-stdin", cwd=project,
-                        stdin=BOB[1])  # fmt: skip
+def test_removal_applies_at_once_with_reload_and_within_the_lifetime_without(proxy: RecordingProxy):
+    add = proxy.configgen("htpasswd", "user", "add", BOB[0], "--password-stdin", stdin=BOB[1])
     assert add.returncode == 0, add.stderr
     cached_at = time.monotonic()
-    assert request(proxy["port"], "/x", ("alice", PASSWORD)).status == 200
-    assert request(proxy["port"], "/x", BOB).status == 200
+    assert request(proxy.port, "/x", ("alice", PASSWORD)).status == 200
+    assert request(proxy.port, "/x", BOB).status == 200
 
     # Without a reload the cached success stands until it expires: nginx counts whole
     # seconds, so after cache_seconds and at most one more.
-    assert run_configgen("htpasswd", "user", "remove", "alice", cwd=project).returncode == 0
-    assert request(proxy["port"], "/x", ("alice", PASSWORD)).status == 200
+    assert proxy.configgen("htpasswd", "user", "remove", "alice").returncode == 0
+    assert request(proxy.port, "/x", ("alice", PASSWORD)).status == 200
     time.sleep(cached_at + 3.1 - time.monotonic())
-    assert request(proxy["port"], "/x", ("alice", PASSWORD)).status == 401
+    assert request(proxy.port, "/x", ("alice", PASSWORD)).status == 401
 
     # With a reload (a new generation in the cache key) the change is immediate ...
-    assert request(proxy["port"], "/x", BOB).status == 200  # cached again
-    passwd = run_configgen("htpasswd", "user", "passwd", BOB[0], "--password-stdin",
-                           cwd=project, stdin="a brand new passphrase")  # fmt: skip
+    assert request(proxy.port, "/x", BOB).status == 200  # cached again
+    passwd = proxy.configgen("htpasswd", "user", "passwd", BOB[0], "--password-stdin",
+                             stdin="a brand new passphrase")  # fmt: skip
     assert passwd.returncode == 0
-    reload(proxy)
-    assert request(proxy["port"], "/x", BOB).status == 401
-    assert request(proxy["port"], "/x", (BOB[0], "a brand new passphrase")).status == 200
+    proxy.reload()
+    assert request(proxy.port, "/x", BOB).status == 401
+    assert request(proxy.port, "/x", (BOB[0], "a brand new passphrase")).status == 200
 
     # ... even when the users file ends up as it was at the last reload: a user added and
     # cached without a reload, then removed with one.
     carol = ("carol", "yet another passphrase")
-    add = run_configgen("htpasswd", "user", "add", carol[0], "--password-stdin", cwd=project,
-                        stdin=carol[1])  # fmt: skip
+    add = proxy.configgen("htpasswd", "user", "add", carol[0], "--password-stdin", stdin=carol[1])
     assert add.returncode == 0
-    assert request(proxy["port"], "/x", carol).status == 200  # cached
-    assert run_configgen("htpasswd", "user", "remove", carol[0], cwd=project).returncode == 0
-    reload(proxy)
-    assert request(proxy["port"], "/x", carol).status == 401
+    assert request(proxy.port, "/x", carol).status == 200  # cached
+    assert proxy.configgen("htpasswd", "user", "remove", carol[0]).returncode == 0
+    proxy.reload()
+    assert request(proxy.port, "/x", carol).status == 401
 
 
-def test_cached_credentials_live_only_on_tmpfs(proxy: dict):
-    assert request(proxy["port"], "/x", ("alice", PASSWORD)).status == 200
+def test_cached_credentials_live_only_on_tmpfs(proxy: RecordingProxy):
+    assert request(proxy.port, "/x", ("alice", PASSWORD)).status == 200
     token = base64.b64encode(f"alice:{PASSWORD}".encode())
     mounts = {
         line.split()[1]: line.split()[2] for line in Path("/proc/mounts").read_text().splitlines()
     }
     assert mounts.get("/dev/shm") == "tmpfs"
-    cache = Path(proxy["run_dir"]) / "auth-cache"
+    cache = proxy.run.root / "auth-cache"
     assert stat.S_IMODE(cache.stat().st_mode) == 0o700
     entries = [p for p in cache.rglob("*") if p.is_file()]
     assert len(entries) == 1 and token in entries[0].read_bytes()  # hence tmpfs, private
-    for folder in (proxy["conf"], proxy["project"]):
+    for folder in (proxy.run.conf, proxy.project):
         for path in Path(folder).rglob("*"):
             if path.is_file():
                 assert token not in path.read_bytes(), path

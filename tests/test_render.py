@@ -18,6 +18,7 @@ NGINX_FILES = [
     "nginx-verifier.conf",
     "mlflow-http.conf",
     "mlflow-server.conf",
+    "mlflow-health.conf",
     "mlflow-proxy.conf",
     "mlflow-verifier.conf",
 ]
@@ -26,6 +27,7 @@ EB_FILES = [
     ".ebextensions/mlflow.config",
     ".platform/nginx/conf.d/mlflow-http.conf",
     ".platform/nginx/conf.d/elasticbeanstalk/mlflow-server.conf",
+    ".platform/nginx/mlflow-health.conf",
     ".platform/nginx/mlflow-proxy.conf",
     ".platform/nginx/mlflow-verifier.conf",
     ".platform/nginx/conf.d/mlflow-runner.conf",
@@ -99,7 +101,7 @@ def test_changed_stack_file_renders_a_valid_config(tmp_path: Path):
         "hosts: [mlflow.example.com, ml.example.org]\n"
         "proxy: {max_body_size: 0, timeout_seconds: 3600}\n"
         "auth: {realm: Team ML, htpasswd: /etc/users/team.htpasswd, cache_seconds: 300,"
-        " verify_rate_per_client: 7, verify_rate_total: 20, verify_burst: 9}\n"
+        " verify_rate_per_client: 7, verify_rate_total: 20, verify_burst: 9, stale_seconds: 900}\n"
         "mlflow: {port: 5555}\n"
     )
     for name, text in files.items():
@@ -119,7 +121,7 @@ def test_changed_stack_file_renders_a_valid_config(tmp_path: Path):
     http = files["nginx/mlflow-http.conf"]
     assert "zone=mlflow_auth_client:1m rate=7r/s;" in http
     assert "zone=mlflow_auth_total:64k rate=20r/s;" in http
-    assert "inactive=300s" in files["nginx/nginx.conf"]
+    assert "inactive=900s" in files["nginx/nginx.conf"]  # stale_seconds
 
 
 # -- determinism and drift ------------------------------------------------------------------
@@ -189,6 +191,7 @@ def test_check_lists_every_file_that_drifted(configgen: Configgen, project: Path
         "nginx/nginx.conf: differs from a fresh render\n"
         "compose/production.yml: differs from a fresh render\n"
         ".ebextensions/mlflow.config: differs from a fresh render\n"
+        ".platform/nginx/conf.d/mlflow-runner.conf: differs from a fresh render\n"
     )
 
     # Elastic Beanstalk runs hooks as programs: a lost executable bit is drift.
@@ -270,12 +273,11 @@ def test_mlflow_http_conf_limits_generation_and_trusted_proxies():
 def test_mlflow_server_conf_health_open_everything_else_authenticated():
     text = rendered()["nginx/mlflow-server.conf"]
     assert "server_tokens off;" in text
-    health = text[text.index("location = /health") :].split("}")[0]
-    assert "auth_basic off;" not in health and "auth_request" not in health
-    assert "include mlflow-proxy.conf;" in health
-    root = text[text.index("location ~ ^/ {") :].split("}")[0]
+    assert "include mlflow-health.conf;" in text
+    root = text[text.index("location ~ ^/ {") :].split("\n}")[0]
     assert "auth_request /_mlflow_auth;" in root
     assert "include mlflow-proxy.conf;" in root
+    assert "error_page 403 = @mlflow_auth_busy;" in root  # refused by the limits: 429
     auth = text[text.index("location = /_mlflow_auth") :].split("}")[0]
     for directive in (
         "internal;",
@@ -286,12 +288,61 @@ def test_mlflow_server_conf_health_open_everything_else_authenticated():
         'proxy_cache_key "$mlflow_auth_generation $http_authorization";',
         "proxy_cache_valid 200 60s;",  # successes only
         "proxy_cache_lock on;",
+        # an expired success still counts when the limits (403) or a dead verifier refuse it
+        "proxy_cache_use_stale updating http_403 error timeout;",
     ):
         assert directive in auth, directive
-    assert len(re.findall(r"^location ", text, re.MULTILINE)) == 4
+    # server-info, the disabled features (4 for the gateway, the assistant), everything else,
+    # the 429 answer and the subrequest.
+    assert len(re.findall(r"^location ", text, re.MULTILINE)) == 9
     assert "return 200" not in text  # it would answer before auth_basic runs
     server_info = text[text.index("location = /api/3.0/mlflow/server-info") :].split("}")[0]
     assert "return 404;" in server_info
+    # Another site's page is refused before any location, /health's included.
+    assert text.index("if ($mlflow_foreign_origin)") < text.index("include mlflow-health.conf;")
+
+
+def test_mlflow_health_conf_sends_mlflow_a_fixed_request():
+    text = rendered()["nginx/mlflow-health.conf"]
+    health = text[text.index("location = /health {") :]
+    for directive in (
+        "proxy_pass http://$mlflow_upstream/health;",  # a URI of its own: not the client's
+        "proxy_method GET;",
+        "proxy_pass_request_headers off;",
+        "proxy_pass_request_body off;",
+        "client_max_body_size 1k;",
+        "limit_except GET {",  # GET and HEAD; anything else 403
+    ):
+        assert directive in health, directive
+    assert "auth_request" not in health and "include" not in health
+
+
+@pytest.mark.parametrize(("features", "blocked"), [("[]", True), ("[gateway]", False)])
+def test_features_stay_off_unless_the_stack_file_names_them(features: str, blocked: bool):
+    files = rendered(f"mlflow: {{features: {features}}}")
+    server = files["nginx/mlflow-server.conf"]
+    assert ("location ^~ /gateway/ {" in server) == blocked
+    assert "location ^~ /ajax-api/3.0/mlflow/assistant/ {" in server  # never offered
+    compose = files["compose/production.yml"]
+    assert f'MLFLOW_ENABLE_AI_GATEWAY: "{str(not blocked).lower()}"' in compose
+    assert 'MLFLOW_SERVER_ENABLE_JOB_EXECUTION: "false"' in compose
+    assert 'MLFLOW_ENABLE_REMOTE_ASSISTANT: "false"' in compose
+    assert 'MLFLOW_DISABLE_TELEMETRY: "true"' in compose
+    eb = files[".ebextensions/mlflow.config"]
+    assert f'MLFLOW_ENABLE_AI_GATEWAY: "{str(not blocked).lower()}"' in eb
+
+
+def test_own_origins_are_https_pages_of_the_stack_hosts_only():
+    files = rendered("hosts: [mlflow.example.com, '*.ml.example.org']")
+    conf = files["nginx/nginx.conf"]
+    assert (
+        r'"~*^https://(mlflow\.example\.com|[^.]+\.ml\.example\.org|localhost|127\.0\.0\.1|'
+        r'\[::1\])(:[0-9]+)? " 0;'
+    ) in conf
+    origins = re.search(r"MLFLOW_SERVER_CORS_ALLOWED_ORIGINS: \"([^\"]*)\"",
+                        files["compose/production.yml"])[1].split(",")  # fmt: skip
+    assert origins[:2] == ["https://mlflow.example.com", "https://mlflow.example.com:*"]
+    assert all(origin.startswith("https://") for origin in origins), origins
 
 
 def test_mlflow_verifier_conf_limits_before_it_hashes():
@@ -301,7 +352,7 @@ def test_mlflow_verifier_conf_limits_before_it_hashes():
                                      "limit_req zone=mlflow_auth_total burst=20 delay=1;",
                                      'auth_basic "MLflow";', "empty_gif;")]  # fmt: skip
     assert order == sorted(order)
-    assert "limit_req_status 401;" in body
+    assert "limit_req_status 403;" in body  # "not checked", told apart from 401 "wrong"
     assert "auth_basic_user_file secrets/htpasswd;" in body
     assert "return " not in body
 
@@ -317,8 +368,8 @@ def test_mlflow_verifier_conf_limits_before_it_hashes():
         "proxy_send_timeout 900s;",
         "proxy_read_timeout 900s;",
         "proxy_set_header Host $host;",
-        "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
-        "proxy_set_header X-Forwarded-Proto $scheme;",
+        "proxy_set_header X-Forwarded-For $remote_addr;",  # not a list the client began
+        "proxy_set_header X-Forwarded-Proto $mlflow_forwarded_proto;",
         "proxy_set_header X-Forwarded-Host $host;",
         'proxy_set_header Authorization "";',
     ],

@@ -16,6 +16,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from configgen import stack, tls
 from tests.localstack import ARTIFACTS, RunningStack, free_port
@@ -59,6 +60,44 @@ def test_init_makes_a_self_signed_certificate_once(configgen: Configgen, project
     again = configgen("init")
     assert "certificate" not in again.stdout
     assert snapshot(project / "secrets") == before
+
+
+def test_the_self_signed_certificate_cannot_sign_others(configgen: Configgen, project: Path):
+    write_stack(project, "hosts: [mlflow.example.com]\n")
+    assert configgen("init").returncode == 0
+    cert_path = project / "secrets" / "tls" / "certificate.pem"
+    certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints)
+    assert constraints.critical and not constraints.value.ca
+    usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert usage.digital_signature and not usage.key_cert_sign and not usage.crl_sign
+    # An older configgen's certificate, a CA, is replaced by `init` (or `up`), once.
+    old = old_ca_certificate(project)
+    cert_path.write_bytes(old)
+    done = configgen("init")
+    assert "replaced the self-signed certificate (the old one could sign others)" in done.stdout
+    assert cert_path.read_bytes() != old
+    assert "certificate" not in configgen("init").stdout
+
+
+def old_ca_certificate(project: Path) -> bytes:
+    """A certificate as configgen made them before: self-signed, CA:TRUE."""
+    key = serialization.load_pem_private_key((project / "secrets/tls/key.pem").read_bytes(), None)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mlflow.example.com"),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME,
+                                         f"mlflow {tls.MADE_BY}")])  # fmt: skip
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - datetime.timedelta(days=1))
+        .not_valid_after(NOW + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)
 
 
 # -- a user's own certificate (tls.mode: files) ---------------------------------------------
