@@ -266,6 +266,7 @@ def _services(
     destination = stores.artifact_destination(project, data.root)
     env = dict(environ) | mlflow_server.server_environment(project.stack)
     env[mlflow_server.BACKEND_STORE_VARIABLE] = stores.backend_uri(project, data.root, environ)
+    env["PYTHONUNBUFFERED"] = "1"  # MLflow's lines (its access log too) reach mlflow.log at once
     s3 = stores.self_hosted_s3(project, destination, environ)
     if s3 is not None:
         if bucket.ensure_bucket(s3):

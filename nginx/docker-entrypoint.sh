@@ -28,6 +28,9 @@ if [ "${1:-}" = verifier ]; then
     # and nginx cannot bind over it. Its pid file, temp files and socket are its own.
     rm -f /run/mlflow-auth/auth.sock
     chown www-data /run /run/mlflow-auth /var/lib/nginx
+    # nginx opens its logs by name (/dev/stdout, /dev/stderr): Docker's pipes behind them are
+    # root's, 0600, so they become the verifier's to open too.
+    chown www-data /proc/self/fd/1 /proc/self/fd/2
     # -e: the root file system is read-only; log start-up errors to Docker, not to a file.
     exec setpriv --reuid=www-data --regid="$gid" --clear-groups --no-new-privs -- \
         nginx -c /etc/nginx/nginx-verifier.conf -e stderr -g "daemon off;" "$@"

@@ -18,6 +18,8 @@ from tests import crafted, mlflow_flow, unprivileged
 from tests.localstack import RunningStack, free_port, local_stack
 from tests.support import PASSWORD, descendants
 
+pytestmark = pytest.mark.slow
+
 PYTHON = "/usr/bin/python3"  # one every user may run
 STACK = "auth: {bcrypt_cost: 4}\n"
 

@@ -10,7 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support import REPO
+
+pytestmark = pytest.mark.slow
 
 
 def test_bench_smoke_run(tmp_path: Path):

@@ -13,28 +13,42 @@ import http.client
 import json
 import os
 import signal
-import subprocess
+import ssl
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests import dockerhost, mlflow_flow
+from tests import crafted, dockerhost, mlflow_flow, unprivileged
 from tests.dockerhost import COMPOSE_V1, COMPOSE_V2, docker
 from tests.localstack import RunningStack, free_port, mlflow_client_env
-from tests.support import PASSWORD, REPO, clean_env, run_configgen
+from tests.support import PASSWORD, REPO, clean_env
+
+pytestmark = pytest.mark.slow
 
 PROJECT = "mlflow-e2e"
 SEARCH = "/api/2.0/mlflow/experiments/search?max_results=5"
 
 
+@dataclass
 class ComposeStack(RunningStack):
+    """The stack of an ordinary user (tests/unprivileged.py): configgen from its own
+    installation, compose with that user's access to the Docker engine."""
+
+    user_bin: Path = Path()
+
+    def as_user(self, *command: str, stdin: str | None = None, timeout: float = 600):
+        path = f"{self.user_bin}:/usr/local/bin:/usr/bin:/bin"
+        return unprivileged.run(*command, cwd=self.project, stdin=stdin, timeout=timeout,
+                                env={"PATH": path})  # fmt: skip
+
+    def configgen(self, *args: str, stdin: str | None = None):
+        return self.as_user("configgen", *args, stdin=stdin)
+
     def compose(self, *args: str, binary: str = COMPOSE_V2, check: bool = True, timeout=600):
-        done = subprocess.run(
-            [binary, "-f", "compose/production.yml", *args],
-            cwd=self.project, capture_output=True, text=True, timeout=timeout, check=False,
-        )  # fmt: skip
+        done = self.as_user(binary, "-f", "compose/production.yml", *args, timeout=timeout)
         if check and done.returncode != 0:
             raise AssertionError(f"{binary} {' '.join(args)}:\n{done.stdout}\n{done.stderr}")
         return done
@@ -61,13 +75,17 @@ class ComposeStack(RunningStack):
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory) -> Iterator[ComposeStack]:
+def stack(tmp_path_factory, user_bin: Path) -> Iterator[ComposeStack]:
+    """README's production quick start, run by an ordinary user in a folder of its own."""
     daemon = dockerhost.start_engine(tmp_path_factory.mktemp("dockerd"))
     builds = dockerhost.build_all()
-    project = tmp_path_factory.mktemp("compose-project")
-    (project / "stack").mkdir()
+    project = unprivileged.folder("compose-project-")
     port, http_port = free_port(), free_port()
-    (project / "stack" / "stack.yaml").write_text(
+    certificate = project / "secrets" / "tls" / "certificate.pem"
+    running = ComposeStack(project, project, port, "alice", PASSWORD, clean_env(), certificate,
+                           http_port, user_bin=user_bin)  # fmt: skip
+    running.as_user("mkdir", "stack")
+    stack_file = (
         f"name: {PROJECT}\n"
         f"proxy: {{port: {http_port}}}\n"
         f"tls: {{port: {port}}}\n"
@@ -75,12 +93,13 @@ def stack(tmp_path_factory) -> Iterator[ComposeStack]:
         f"images: {{database: '{dockerhost.MARIADB_IMAGE}',"
         f" object_store: '{dockerhost.S3_IMAGE}'}}\n"
     )
+    assert running.as_user("tee", "stack/stack.yaml", stdin=stack_file).returncode == 0
     for args, stdin in (
         (["init"], None),
         (["htpasswd", "user", "add", "alice", "--password-stdin"], PASSWORD),
-        (["render"], None),
+        (["render"], None),  # a clone has these files; this folder is not one
     ):
-        done = run_configgen(*args, cwd=project, stdin=stdin)
+        done = running.configgen(*args, stdin=stdin)
         assert done.returncode == 0, done.stderr
     # The nginx image carries the repository's rendered configuration: this stack's must match,
     # but for the HTTPS port its redirect names (this test publishes a free one instead).
@@ -88,13 +107,14 @@ def stack(tmp_path_factory) -> Iterator[ComposeStack]:
         ours = (project / "nginx" / name).read_text().replace(f"$host:{port}$", "$host:8443$")
         assert ours == (REPO / "nginx" / name).read_text(), name
 
-    # HTTPS with the self-signed certificate `configgen init` made, as a client trusts it.
-    certificate = project / "secrets" / "tls" / "certificate.pem"
-    running = ComposeStack(project, project, port, "alice", PASSWORD, clean_env(), certificate)
-    running.http_port = http_port
+    # `docker compose` as README has it: compose v2 as the user's Docker CLI plugin.
+    assert running.as_user("mkdir", "-p", ".docker/cli-plugins").returncode == 0
+    plugin = running.as_user("ln", "-s", COMPOSE_V2, ".docker/cli-plugins/docker-compose")
+    assert plugin.returncode == 0
     running.compose("down", "-v", check=False)  # leftovers of an interrupted run
     started = time.monotonic()
-    running.compose("up", "-d")
+    up = running.as_user("docker", "compose", "-f", "compose/production.yml", "up", "-d")
+    assert up.returncode == 0, up.stdout + up.stderr
     healthy = running.wait_healthy()
     dockerhost.record({
         "build seconds": {k: round(v, 1) for k, v in builds.items()},
@@ -108,6 +128,7 @@ def stack(tmp_path_factory) -> Iterator[ComposeStack]:
         yield running
     finally:
         running.compose("down", "-v", check=False)
+        unprivileged.remove(project)
         if daemon is not None:
             daemon.terminate()
             daemon.wait(timeout=60)
@@ -152,6 +173,63 @@ def test_only_nginx_publishes_a_port(stack: ComposeStack):
     conn.close()
 
 
+def test_crafted_requests_never_reach_mlflow(stack: ComposeStack):
+    insecure = ssl.create_default_context()
+    insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
+    mlflow = stack.container("mlflow")
+    answers = {}
+
+    def send_everything() -> None:
+        host = f"127.0.0.1:{stack.port}"
+        answers["https"] = crafted.send_table("127.0.0.1", stack.port, host, insecure)
+        answers["http"] = crafted.send_table("127.0.0.1", stack.http_port, host)
+
+    def mlflow_log() -> str:
+        logs = docker("logs", mlflow)
+        return logs.stdout + logs.stderr
+
+    seen = crafted.assert_only_health_reached_mlflow(
+        mlflow_log, send_everything, lambda path: stack.request(path, stack.credentials)[0]
+    )
+    assert seen, "the open requests did reach MLflow"
+    dockerhost.record({"crafted requests, compose": answers})
+
+
+def identities(container: str) -> list[tuple[str, str, str, str]]:
+    """(uid, gid, supplementary groups, command) of each process in a container."""
+    top = docker("top", container, "-eo", "pid,uid,gid,supgid,args").stdout.splitlines()[1:]
+    return [tuple(line.split(None, 4)[1:]) for line in top]
+
+
+def test_nginx_workers_are_never_root_nor_in_group_root(stack: ComposeStack):
+    def never_root(processes: list[tuple[str, str, str, str]], gid: int) -> bool:
+        return bool(processes) and all(
+            (uid, group) == ("33", str(gid)) and "0" not in groups.split(",")
+            for uid, group, groups, _ in processes
+        )
+
+    workers = [p for p in identities(stack.container("nginx")) if "worker process" in p[3]]
+    assert never_root(workers, 33), workers  # www-data
+    # The verifier, master and workers, as www-data in the group of the user who ran
+    # `configgen` (its users folder's).
+    verifier = identities(stack.container("auth-verifier"))
+    assert len(verifier) >= 2 and never_root(verifier, unprivileged.GID), verifier
+    folder = (stack.project / "secrets" / "nginx").stat()
+    assert (folder.st_uid, folder.st_gid) == (unprivileged.UID, unprivileged.GID)
+
+
+def test_the_verifier_refuses_a_users_folder_of_group_root(stack: ComposeStack, tmp_path: Path):
+    """As root left it before configgen gave such folders to www-data: a clear refusal."""
+    users = tmp_path / "users"
+    users.mkdir(mode=0o750)
+    os.chown(users, 0, 0)
+    done = docker("run", "--rm", "--read-only", "--tmpfs", "/run", "--tmpfs", "/var/lib/nginx",
+                  "-v", f"{users}:/etc/nginx/secrets:ro", "mlflow-stack/nginx:0.1.0", "verifier",
+                  check=False)  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "belongs to group root" in done.stderr and "configgen init" in done.stderr
+
+
 def test_mlflow_runs_as_a_non_root_user(stack: ComposeStack):
     top = docker("top", stack.container("mlflow"), "-eo", "pid,uid,args").stdout.splitlines()[1:]
     assert top and all(line.split()[1] == "10001" for line in top), top
@@ -171,6 +249,12 @@ def test_no_secret_in_logs_or_container_settings(stack: ComposeStack):
         assert value not in logs, f"{name} appears in the container logs"
         assert value not in inspect, f"{name} appears in docker inspect"
     assert "MLFLOW_DB_PASSWORD_FILE=/run/secrets/mysql_password" in inspect
+    # Nor in any process's arguments, which `ps` shows (the entrypoint's `mlflow db upgrade`
+    # is over by now: its arguments are in the log above, which holds no secret either).
+    for service in ("mlflow", "nginx", "auth-verifier"):
+        top = docker("top", stack.container(service), "-eo", "pid,args").stdout
+        for name, value in secrets.items():
+            assert value not in top, f"{name} in the arguments of a {service} process"
 
 
 def nginx_workers(stack: ComposeStack) -> set[str]:

@@ -10,7 +10,7 @@ import boto3
 from tests import mlflow_flow
 from tests.localstack import local_stack
 from tests.servers import mariadb, moto_s3
-from tests.support import run_configgen
+from tests.support import descendants, run_configgen
 
 BUCKET = "e2e-artifacts"
 
@@ -38,6 +38,15 @@ def test_mariadb_and_s3(tmp_path_factory):
             assert f"created bucket {BUCKET} on {s3_url}" in up_log
             assert db.password not in up_log
             mlflow_flow.exercise(stack, Path(services), "mariadb-s3")
+            # `ps` shows every process's arguments to every user: no password among them.
+            supervisor = int((stack.data / "up.pid").read_text())
+            processes = descendants(supervisor)
+            titles = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in processes
+                      if Path(f"/proc/{pid}/cmdline").exists()]  # fmt: skip
+            assert any(b"uvicorn" in title for title in titles), titles
+            for title in titles:
+                for secret in (db.password, *keys.values()):
+                    assert secret.encode() not in title, title
 
         # The metadata is in MariaDB ...
         assert "mariadb-s3" in db.sql("SELECT name FROM mlflow.experiments")

@@ -7,12 +7,15 @@ over /etc/nginx and checked with `nginx -t`; `upstream docker` pointed at the ML
 built from the bundle's own Dockerfile and started with the bundle's environment properties;
 the predeploy hook run as root, reading the users through a stand-in get-config; then nginx.
 Metadata go to MariaDB and artifacts to an S3 endpoint (the compose tests' stand-ins), so a
-second MLflow container sees what the first one stored. Every request carries the Host header
-of the environment's CNAME, as the load balancer passes it on.
+second MLflow container sees what the first one stored. Clients go through a stand-in for the
+load balancer's HTTPS and HTTP listeners (tests/images/eb-host/alb.conf), with the Host header
+of the environment's CNAME. The bundle is made by an ordinary user (tests/unprivileged.py).
 """
 
 from __future__ import annotations
 
+import http.client
+import os
 import re
 import subprocess
 import time
@@ -28,15 +31,18 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from tests import dockerhost, mlflow_flow
+from tests import crafted, dockerhost, mlflow_flow, unprivileged
 from tests.dockerhost import docker
 from tests.localstack import RunningStack, environ, free_port, mlflow_client_env
-from tests.support import PASSWORD, REPO, clean_env, run_configgen
+from tests.support import PASSWORD, REPO
+
+pytestmark = pytest.mark.slow
 
 HOST_IMAGE = "mlflow-stack-test/eb-host:al2023"
 APP_IMAGE = "mlflow-stack-test/eb-app:3.17.2"
 PREFIX = "mlflow-eb-e2e"
 CNAME = "mlflow-e2e.eu-west-1.elasticbeanstalk.com"
+CERTIFICATE = "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-4e5f-6789-abcd-ef0123456789"
 BUCKET = "mlflow-eb"
 DB_PASSWORD = "db-password-for-the-eb-test"
 S3_KEYS = {"AWS_ACCESS_KEY_ID": "ebtestaccesskey", "AWS_SECRET_ACCESS_KEY": "ebtestsecretkey1"}
@@ -60,6 +66,9 @@ class EBHost(RunningStack):
     host_container: ClassVar[str] = f"{PREFIX}-host"
     apps: list[str] = field(default_factory=list)  # MLflow containers: instance 1, 2
     app_env: dict[str, str] = field(default_factory=dict)  # what EB passes them
+    direct_port: int = 0  # the instance's port 80, as the load balancer reaches it
+    # `port` is the load balancer's HTTPS listener (stand-in), this its HTTP one
+    plain_port: int = 0
 
     @property
     def url(self) -> str:
@@ -67,6 +76,10 @@ class EBHost(RunningStack):
 
     def request(self, path, auth=None, host=CNAME, method="GET"):
         return super().request(path, auth, host, method)
+
+    def configgen(self, *args: str, stdin: str | None = None):
+        """As the user who made the bundle."""
+        return unprivileged.run("configgen", *args, cwd=self.project, stdin=stdin, env=self.env)
 
     def run(self, *command: str, check: bool = True):
         """A command on the host, as root in the staging folder (as EB runs hooks)."""
@@ -123,7 +136,7 @@ def start_app(name: str, env: dict[str, str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def deployed(tmp_path_factory) -> Iterator[EBHost]:
+def deployed(tmp_path_factory, user_bin: Path) -> Iterator[EBHost]:
     daemon = dockerhost.start_engine(tmp_path_factory.mktemp("dockerd"))
     dockerhost.make_base_image()
     # The stack/mlflow/certs/ the compose build sees, so the bundle's image shares its layers.
@@ -143,29 +156,34 @@ def deployed(tmp_path_factory) -> Iterator[EBHost]:
            dockerhost.S3_IMAGE)  # fmt: skip
     s3_endpoint = f"http://{ip(objectstore)}:9000"
 
-    project = tmp_path_factory.mktemp("eb-project")
+    project = unprivileged.folder("eb-project-")
     (project / "stack").mkdir()
     (project / "stack" / "stack.yaml").write_text(
         f"name: {PREFIX}\n"
         "hosts: [mlflow.example.com]\n"
         "auth: {bcrypt_cost: 4}\n"
-        "proxy: {trusted_proxies: [172.16.0.0/12]}\n"
+        "proxy: {trusted_proxies: [172.16.0.0/12, 127.0.0.1]}\n"
         "mlflow:\n"
         f"  backend_store: mysql+pymysql://mlflow@{ip(database)}:3306/mlflow\n"
         f"  artifact_destination: s3://{BUCKET}/artifacts\n"
         f"object_store: {{endpoint: '{s3_endpoint}'}}\n"
         "elastic_beanstalk:\n"
         f"  cname: {CNAME}\n"
+        f"  https_certificate: {CERTIFICATE}\n"
         "  max_instances: 2\n"
         "  secrets:\n"
         f"    htpasswd: '{ARN.format('users')}'\n"
         f"    database_password: '{ARN.format('db')}'\n"
     )  # fmt: skip
-    env = clean_env()
+    # The user who makes the bundle is an ordinary one. The bundle builds the MLflow image
+    # from configgen's source, so (as README says for now) configgen comes from the clone: on
+    # PYTHONPATH, before the user's own installation.
+    os.chown(project / "stack", unprivileged.UID, unprivileged.GID)
+    env = {"PATH": f"{user_bin}:/usr/bin:/bin", "PYTHONPATH": str(REPO)}
     for args, stdin in ((["init"], None),
                         (["htpasswd", "user", "add", "alice", "--password-stdin"], PASSWORD),
                         (["eb", "bundle"], None)):  # fmt: skip
-        done = run_configgen(*args, cwd=project, stdin=stdin, env=env)
+        done = unprivileged.run("configgen", *args, cwd=project, stdin=stdin, env=env)
         assert done.returncode == 0, done.stderr
     bundle = project / "dist" / f"{PREFIX}-eb.zip"
 
@@ -174,7 +192,8 @@ def deployed(tmp_path_factory) -> Iterator[EBHost]:
     subprocess.run(["unzip", "-q", str(bundle), "-d", str(staging)], check=True)
     docker("build", "-t", APP_IMAGE, str(staging))
 
-    host = EBHost(project, project, free_port(), "alice", PASSWORD, env, apps=apps)
+    host = EBHost(project, project, free_port(), "alice", PASSWORD, env, apps=apps,
+                  direct_port=free_port(), plain_port=free_port())  # fmt: skip
     boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
                  aws_access_key_id=S3_KEYS["AWS_ACCESS_KEY_ID"],
                  aws_secret_access_key=S3_KEYS["AWS_SECRET_ACCESS_KEY"]
@@ -185,7 +204,8 @@ def deployed(tmp_path_factory) -> Iterator[EBHost]:
     start_app(apps[0], host.app_env)
 
     docker("run", "-d", "--name", host.host_container, "--tmpfs", "/run",
-           "-p", f"127.0.0.1:{host.port}:80", HOST_IMAGE)  # fmt: skip
+           "-p", f"127.0.0.1:{host.port}:81", "-p", f"127.0.0.1:{host.plain_port}:82",
+           "-p", f"127.0.0.1:{host.direct_port}:80", HOST_IMAGE)  # fmt: skip
     docker("cp", f"{staging}/.", f"{host.host_container}:/var/app/staging/")
     host.run("cp", "-r", "/var/app/staging/.platform/nginx/.", "/etc/nginx/")
     host.point_upstream_at(apps[0])
@@ -193,6 +213,7 @@ def deployed(tmp_path_factory) -> Iterator[EBHost]:
         yield host
     finally:
         remove(host.host_container, *apps, database, objectstore)
+        unprivileged.remove(project)
         if daemon is not None:
             daemon.terminate()
             daemon.wait(timeout=60)
@@ -218,6 +239,7 @@ def serving(deployed: EBHost) -> EBHost:
         "640 root:nginx /etc/nginx/secrets/htpasswd",
     ]
     host.run("nginx")
+    host.run("nginx", "-c", "/etc/alb/nginx.conf")  # the load balancer's listeners
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -252,6 +274,57 @@ def test_the_mlflow_client_through_the_eb_host(serving: EBHost, tmp_path: Path):
         mlflow_flow.exercise(serving, tmp_path, "eb")
 
 
+def plain(port: int, path: str, headers: dict[str, str] | None = None):
+    """One request to a port of the host container, with the CNAME as Host."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", path, headers={"Host": CNAME, **(headers or {})})
+        response = conn.getresponse()
+        response.read()
+        return response.status, dict(response.getheaders())
+    finally:
+        conn.close()
+
+
+def test_plain_http_answers_health_and_redirects_the_rest(serving: EBHost):
+    # The load balancer's HTTP listener: /health, and otherwise the way to HTTPS, before any
+    # password is looked at.
+    assert plain(serving.plain_port, "/health")[0] == 200
+    status, headers = plain(serving.plain_port, SEARCH, {"Authorization": "Basic eDp5"})
+    assert (status, headers["Location"]) == (308, f"https://{CNAME}{SEARCH}")
+    assert "Strict-Transport-Security" not in headers
+    # Its HTTPS listener: HSTS on every answer, the 401 too.
+    status, headers = plain(serving.port, SEARCH)
+    assert (status, headers["Strict-Transport-Security"]) == (401, "max-age=31536000")
+    status, headers, _ = serving.request(SEARCH, serving.credentials)
+    assert (status, headers["Strict-Transport-Security"]) == (200, "max-age=31536000")
+    # The health check itself, straight to the instance.
+    assert plain(serving.direct_port, "/health")[0] == 200
+
+
+def test_crafted_requests_never_reach_mlflow(serving: EBHost):
+    answers = {}
+
+    def send_everything() -> None:
+        # Straight to EB's nginx, as the load balancer forwards them (HTTPS, then HTTP).
+        for proto in ("https", "http"):
+            answers[proto] = crafted.send_table(
+                "127.0.0.1", serving.direct_port, CNAME,
+                extra_headers=f"X-Forwarded-Proto: {proto}\r\n",
+            )  # fmt: skip
+
+    def mlflow_log() -> str:
+        logs = docker("logs", serving.apps[0])
+        return logs.stdout + logs.stderr
+
+    seen = crafted.assert_only_health_reached_mlflow(
+        mlflow_log, send_everything, lambda path: serving.request(path, serving.credentials)[0]
+    )
+    assert seen, "the open requests did reach MLflow"
+    assert answers["http"][f"GET {crafted.SEARCH}"] == [308]
+    dockerhost.record({"crafted requests, eb": answers})
+
+
 def test_a_second_instance_sees_the_same_runs_and_artifacts(serving: EBHost, tmp_path: Path):
     with through_nginx(serving):
         client = MlflowClient(tracking_uri=serving.url)
@@ -273,12 +346,10 @@ def test_a_second_instance_sees_the_same_runs_and_artifacts(serving: EBHost, tmp
 
 def test_a_configuration_deployment_changes_the_users(serving: EBHost):
     users = serving.project / "secrets" / "nginx" / "htpasswd"
-    env = serving.env
-    done = run_configgen("htpasswd", "user", "add", "bob", "--password-stdin",
-                         cwd=serving.project, stdin="bob's password 123", env=env)  # fmt: skip
+    done = serving.configgen("htpasswd", "user", "add", "bob", "--password-stdin",
+                             stdin="bob's password 123")  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert run_configgen("htpasswd", "user", "remove", "alice", cwd=serving.project,
-                         env=env).returncode == 0  # fmt: skip
+    assert serving.configgen("htpasswd", "user", "remove", "alice").returncode == 0
     assert serving.request(SEARCH, serving.credentials)[0] == 200  # alice, cached
     serving.set_users(users.read_text())
     done = serving.run(CONFIG_HOOK)
@@ -292,7 +363,7 @@ def test_a_configuration_deployment_changes_the_users(serving: EBHost):
 
 def test_bundle_passes_eb_check_and_holds_no_secret(deployed: EBHost):
     bundle = deployed.project / "dist" / f"{PREFIX}-eb.zip"
-    done = run_configgen("eb", "check", str(bundle), cwd=deployed.project, env=deployed.env)
+    done = deployed.configgen("eb", "check", str(bundle))
     assert done.returncode == 0, done.stdout
     assert "no secret of stack/stack.yaml inside" in done.stdout
     with zipfile.ZipFile(bundle) as archive:

@@ -1,17 +1,22 @@
-"""The MLflow container's entrypoint, its pure parts: how settings become a backend URI, GCS
-credentials and the server command. The container itself is tested in test_compose.py."""
+"""The MLflow container's entrypoint: how settings become a backend URI, GCS credentials and
+the server command, and its schema upgrade against real databases. The container itself is
+tested in test_compose.py."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import stat
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from configgen import entrypoint
 from configgen.errors import UsageError
+from tests.servers import mariadb
 
 DB = {
     "MLFLOW_DB_DIALECT": "mysql",
@@ -141,3 +146,31 @@ def test_replicas_starting_together_take_turns_on_the_schema(tmp_path: Path):
         assert all(db.password not in e for e in errors)
         assert "alembic_version" in db.sql("SHOW TABLES FROM mlflow")
         assert db.sql("SELECT COUNT(*) FROM mlflow.alembic_version").strip() == "1"
+
+
+def test_the_schema_upgrade_shows_no_password_to_ps(tmp_path: Path, capsys):
+    """`mlflow db upgrade` against a real MariaDB, while every process's arguments are read
+    from /proc as `ps` does: the URI (and its password) is never among them."""
+    with mariadb(tmp_path) as db:
+        uri = f"mysql+pymysql://{db.user}:{db.password}@127.0.0.1:{db.port}/{db.database}"
+        done = threading.Event()
+        seen: list[bytes] = []
+
+        def watch() -> None:
+            while not done.is_set():
+                for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+                    with contextlib.suppress(OSError):  # it exited meanwhile
+                        seen.append(cmdline.read_bytes())
+                time.sleep(0.02)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            entrypoint.upgrade_schema(uri)
+        finally:
+            done.set()
+            watcher.join()
+        assert int(db.sql("SELECT COUNT(*) FROM mlflow.alembic_version")) == 1
+    assert any(b"from mlflow.db import upgrade" in title for title in seen)  # it was watched
+    assert not [title for title in seen if db.password.encode() in title]
+    assert db.password not in capsys.readouterr().err

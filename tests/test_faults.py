@@ -148,6 +148,8 @@ def paused(src, dst, *args, **kwargs):
     time.sleep(3600)
 os.replace = paused
 from configgen.cli import main
+
+pytestmark = pytest.mark.slow
 sys.exit(main())
 """
 
