@@ -4,7 +4,7 @@
     python bench/verifier_placement.py [--seconds 30] [--rounds 2]
 
 The flood of bench/run.py (a valid user under wrk, /health probed every 20 ms, wrong
-passwords from other addresses) against the stack twice: with the verifier's server inside
+passwords from another address) against the stack twice: with the verifier's server inside
 the nginx that serves MLflow, and in its own nginx (nginx-verifier.conf, the stack's design).
 Long phases, because a one-address flood costs one bcrypt check a second and its effect is
 rare per second. Prints one line per placement.
@@ -36,8 +36,7 @@ def main() -> int:
             name = "inside" if inside else "own"
             url = bench.nginx(name, direct, None, verifier_inside=inside)
             print(f"{placement} ...", file=sys.stderr)
-            auth_log = bench.logs(name) / "nginx-auth.log"
-            f = run.flood(url, bench.auth, args.seconds, args.rounds, work, auth_log)
+            f = run.flood(url, bench.auth, args.seconds, args.rounds, work)
             kept = run.paired(f["rounds_valid_rps_during_flood"], f["rounds_valid_rps_alone"])
             print(
                 f"verifier {placement}: valid user keeps {kept:.0%} of its throughput during "

@@ -265,7 +265,7 @@ def _apply(args: argparse.Namespace) -> None:
     if not args.reload:
         return
     reloaded = False
-    if project and local.reload_nginx(project.htpasswd, data):
+    if local.reload_nginx(data):
         print(f"reloaded the nginx of the stack running from {data.root}")
         reloaded = True
     for name in compose.reload_nginx(project) if project else []:

@@ -92,7 +92,7 @@ def environment(stack: Stack) -> dict[str, str]:
             mlflow_server.allowed_hosts(stack, cname or (EB_HOSTS,))
         ),
         # Without a CNAME the UI's page may be any *.elasticbeanstalk.com name; nginx still
-        # lets only the page's own name in (mlflow-http.conf), never another environment's.
+        # lets only the page's own name in ($mlflow_foreign_origin), never another environment's.
         "MLFLOW_SERVER_CORS_ALLOWED_ORIGINS": ",".join(
             mlflow_server.cors_origins(stack, cname or (EB_HOSTS,))
         ),

@@ -460,16 +460,15 @@ def refresh_users(users_file: Path, data: DataDir) -> None:
         local_nginx.RunFolder(data.run_dir).sync_users(users_file)
 
 
-def reload_nginx(users_file: Path, data: DataDir) -> bool:
-    """Make the local nginx take the users file as it is now, and return once its old workers
-    are gone; False if no stack runs from `data`."""
+def reload_nginx(data: DataDir) -> bool:
+    """Make the local nginx re-read its configuration (the users' generation: call
+    refresh_users() first), and return once its old workers are gone; False if no stack runs
+    from `data`."""
     if data.running_pid() is None:
         return False
-    run = local_nginx.RunFolder(data.run_dir)
     try:
-        run.sync_users(users_file)  # now, not at the supervisor's next round (or again)
         # Only the nginx with the auth cache: the verifier reads the users file at each check.
-        master = int((run.conf / "nginx.pid").read_text().strip())
+        master = int((local_nginx.RunFolder(data.run_dir).conf / "nginx.pid").read_text().strip())
         reload.reload_and_wait(
             lambda: _children(master, "worker process"), lambda: os.kill(master, signal.SIGHUP)
         )

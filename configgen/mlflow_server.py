@@ -86,7 +86,8 @@ def own_hosts(stack: Stack, hosts: Iterable[str] = ()) -> list[str]:
 def cors_origins(stack: Stack, hosts: Iterable[str] = ()) -> list[str]:
     """Browser origins MLflow lets call the API with the user's login: https:// pages of
     own_hosts() only, on any port. nginx refuses every other site's requests before they reach
-    MLflow (mlflow-http.conf), including the http://localhost pages MLflow always allows."""
+    MLflow ($mlflow_foreign_origin, runner-http.j2), the http://localhost pages MLflow always
+    allows included."""
     return [
         f"https://{h}{port}".replace("[", "[[]", 1) if port else f"https://{h}"
         for h in own_hosts(stack, hosts)
