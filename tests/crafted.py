@@ -22,6 +22,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tests.localstack import RunningStack
+
 BIG = 3 * 1024 * 1024  # a multi-MB body
 GATEWAY = "/gateway/proxy/EP/v1/chat/completions"
 SEARCH = "/api/2.0/mlflow/experiments/search"
@@ -149,7 +151,13 @@ def send(host: str, port: int, data: bytes, tls: ssl.SSLContext | None = None) -
     return [int(code) for code in STATUS.findall(answer)]
 
 
-def send_table(host: str, port: int, header_host: str, tls: ssl.SSLContext | None = None,
+# The table tests routing, not TLS: any certificate will do.
+ANY_CERTIFICATE = ssl.create_default_context()
+ANY_CERTIFICATE.check_hostname = False
+ANY_CERTIFICATE.verify_mode = ssl.CERT_NONE
+
+
+def send_table(host: str, port: int, header_host: str, tls: bool = False,
                extra_headers: str = "") -> dict[str, list[int]]:  # fmt: skip
     """Every request of TABLE; what nginx answered to each (every request gets an answer)."""
     answers = {}
@@ -157,9 +165,19 @@ def send_table(host: str, port: int, header_host: str, tls: ssl.SSLContext | Non
         data = crafted.data(header_host)
         if extra_headers:
             data = data.replace(b"\r\n", f"\r\n{extra_headers}".encode(), 1)
-        answers[crafted.name] = send(host, port, data, tls)
+        answers[crafted.name] = send(host, port, data, ANY_CERTIFICATE if tls else None)
     silent = [name for name, statuses in answers.items() if not statuses]
     assert not silent, f"no answer to {silent}"
+    return answers
+
+
+def send_to_stack(stack: RunningStack) -> dict[str, dict[str, list[int]]]:
+    """The table to a stack's HTTPS port and, with TLS, to its plain-HTTP port too."""
+    host = f"127.0.0.1:{stack.port}"
+    answers = {"https" if stack.ca else "http": send_table("127.0.0.1", stack.port, host,
+                                                           tls=bool(stack.ca))}  # fmt: skip
+    if stack.http_port:
+        answers["http"] = send_table("127.0.0.1", stack.http_port, host)
     return answers
 
 

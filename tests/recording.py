@@ -25,13 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from configgen import local_nginx, nginx, render, stack
+from tests.localstack import free_port
 from tests.support import run_configgen
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Recorder(http.server.BaseHTTPRequestHandler):

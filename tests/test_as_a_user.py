@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import ssl
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,12 +109,9 @@ def test_the_client_and_a_new_user_work(user_stack: RunningStack, tmp_path: Path
 
 
 def test_crafted_requests_never_reach_mlflow(user_stack: RunningStack):
-    insecure = ssl.create_default_context()
-    insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
-    host = f"127.0.0.1:{user_stack.port}"
     crafted.assert_only_health_reached_mlflow(
         (user_stack.data / "logs" / "mlflow.log").read_text,
-        lambda: crafted.send_table("127.0.0.1", user_stack.port, host, insecure),
+        lambda: crafted.send_to_stack(user_stack),
         lambda path: user_stack.request(path, user_stack.credentials)[0],
     )
 

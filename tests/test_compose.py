@@ -13,7 +13,6 @@ import http.client
 import json
 import os
 import signal
-import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -174,22 +173,17 @@ def test_only_nginx_publishes_a_port(stack: ComposeStack):
 
 
 def test_crafted_requests_never_reach_mlflow(stack: ComposeStack):
-    insecure = ssl.create_default_context()
-    insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
     mlflow = stack.container("mlflow")
     answers = {}
-
-    def send_everything() -> None:
-        host = f"127.0.0.1:{stack.port}"
-        answers["https"] = crafted.send_table("127.0.0.1", stack.port, host, insecure)
-        answers["http"] = crafted.send_table("127.0.0.1", stack.http_port, host)
 
     def mlflow_log() -> str:
         logs = docker("logs", mlflow)
         return logs.stdout + logs.stderr
 
     seen = crafted.assert_only_health_reached_mlflow(
-        mlflow_log, send_everything, lambda path: stack.request(path, stack.credentials)[0]
+        mlflow_log,
+        lambda: answers.update(crafted.send_to_stack(stack)),
+        lambda path: stack.request(path, stack.credentials)[0],
     )
     assert seen, "the open requests did reach MLflow"
     dockerhost.record({"crafted requests, compose": answers})

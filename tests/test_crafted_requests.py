@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,18 +88,12 @@ def stack(tmp_path_factory) -> Iterator[RunningStack]:
 
 
 def test_crafted_requests_never_reach_mlflow_through_configgen_up(stack: RunningStack):
-    insecure = ssl.create_default_context()
-    insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
     log = stack.data / "logs" / "mlflow.log"
     answers = {}
-
-    def send_everything() -> None:
-        host = f"127.0.0.1:{stack.port}"
-        answers["https"] = crafted.send_table("127.0.0.1", stack.port, host, insecure)
-        answers["http"] = crafted.send_table("127.0.0.1", stack.http_port, host)
-
     seen = crafted.assert_only_health_reached_mlflow(
-        log.read_text, send_everything, lambda path: stack.request(path, stack.credentials)[0]
+        log.read_text,
+        lambda: answers.update(crafted.send_to_stack(stack)),
+        lambda path: stack.request(path, stack.credentials)[0],
     )
     record("local", answers)
     assert seen, "the open requests did reach MLflow"
