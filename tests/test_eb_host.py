@@ -176,10 +176,11 @@ def deployed(tmp_path_factory, user_bin: Path) -> Iterator[EBHost]:
         f"    database_password: '{ARN.format('db')}'\n"
     )  # fmt: skip
     # The user who makes the bundle is an ordinary one. The bundle builds the MLflow image
-    # from configgen's source, so (as README says for now) configgen comes from the clone: on
-    # PYTHONPATH, before the user's own installation.
+    # from configgen's source, so (as README says for now) configgen comes from a clone: a
+    # copy the user can read, on PYTHONPATH before its own installation.
     os.chown(project / "stack", unprivileged.UID, unprivileged.GID)
-    env = {"PATH": f"{user_bin}:/usr/bin:/bin", "PYTHONPATH": str(REPO)}
+    source = unprivileged.copy_source(project / "configgen-clone")
+    env = {"PATH": f"{user_bin}:/usr/bin:/bin", "PYTHONPATH": str(source)}
     for args, stdin in ((["init"], None),
                         (["htpasswd", "user", "add", "alice", "--password-stdin"], PASSWORD),
                         (["eb", "bundle"], None)):  # fmt: skip

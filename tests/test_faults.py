@@ -25,6 +25,8 @@ from tests.localstack import RunningStack, environ, local_stack, mlflow_client_e
 from tests.servers import mariadb
 from tests.support import PASSWORD, REPO, clean_env, descendants, run_configgen
 
+pytestmark = pytest.mark.slow
+
 SEARCH = "/api/2.0/mlflow/experiments/search?max_results=1"
 
 
@@ -148,8 +150,6 @@ def paused(src, dst, *args, **kwargs):
     time.sleep(3600)
 os.replace = paused
 from configgen.cli import main
-
-pytestmark = pytest.mark.slow
 sys.exit(main())
 """
 

@@ -71,16 +71,22 @@ def run(*command: str, cwd: Path, stdin: str | None = None, timeout: float = 600
 PIP_CACHE = Path("/var/tmp/mlflow-tester-pip-cache")
 
 
+def copy_source(target: Path) -> Path:
+    """The repository's files (not its environment, secrets or caches) at `target`, where the
+    test user can read them: a clone may be anywhere, a private temp folder included."""
+    shutil.copytree(REPO, target, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "data", "secrets", "dist", "build", "*.egg-info", "test-artifacts",
+        "__pycache__", ".ruff_cache", ".pytest_cache"))  # fmt: skip
+    return target
+
+
 def install(folder: Path) -> Path:
     """A virtual environment of the test user's in `folder`, with configgen installed from
     its wheel as the README says (`pip install '.[local]'`), from Debian's Python: the suite's
     own may live where other users cannot go (pyenv under /root). Returns its bin folder."""
     ensure()
     with tempfile.TemporaryDirectory() as tmp:
-        build = Path(tmp) / "source"
-        shutil.copytree(REPO, build, ignore=shutil.ignore_patterns(
-            ".git", ".venv", "data", "secrets", "dist", "build", "*.egg-info", "test-artifacts",
-            "__pycache__", ".ruff_cache", ".pytest_cache"))  # fmt: skip
+        build = copy_source(Path(tmp) / "source")
         subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w",
                         str(folder), str(build)], check=True, capture_output=True)  # fmt: skip
     (wheel,) = folder.glob("configgen-*.whl")
