@@ -77,6 +77,8 @@ def copy_source(target: Path) -> Path:
     shutil.copytree(REPO, target, ignore=shutil.ignore_patterns(
         ".git", ".venv", "data", "secrets", "dist", "build", "*.egg-info", "test-artifacts",
         "__pycache__", ".ruff_cache", ".pytest_cache"))  # fmt: skip
+    for path in (target, *target.rglob("*")):  # modes are copied too: a 0700 clone's among them
+        os.chown(path, UID, GID, follow_symlinks=False)
     return target
 
 
