@@ -47,8 +47,11 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
-from configgen import htpasswd, local_nginx, mlflow_server, nginx, render, stack
-from configgen.local import free_port
+from configgen import htpasswd, mlflow_server, nginx, stack, waiting
+from configgen.container.server import BACKEND_STORE_VARIABLE
+from configgen.errors import StackFailed
+from configgen.targets.local import run_folder
+from configgen.targets.local.startup import free_port
 
 CONNECTIONS = 8
 USER, PASSWORD = "bench", "bench-password-0123456789"
@@ -68,18 +71,25 @@ def basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except urllib.error.HTTPError:
+        return True  # it answers (401 from an auth variant counts)
+    except OSError:
+        return False
+
+
 def wait_until(url: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except urllib.error.HTTPError:
-            return  # it answers (401 from an auth variant counts)
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                sys.exit(f"bench: {process.args[0]} did not start; see {log}")
-            time.sleep(0.2)
+    def alive() -> None:
+        if process.poll() is not None:
+            sys.exit(f"bench: {process.args[0]} exited; see {log}")
+
+    try:
+        waiting.wait_until(lambda: answers(url), timeout, f"{url} did not answer", alive=alive)
+    except StackFailed as err:
+        sys.exit(f"bench: {err}; see {log}")
 
 
 def start(argv: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
@@ -135,7 +145,7 @@ class Bench:
         )  # fmt: skip
         environment = {
             **os.environ, **mlflow_server.server_environment(self.project.stack),
-            mlflow_server.BACKEND_STORE_VARIABLE: f"sqlite:///{data / 'mlflow.db'}", **(env or {}),
+            BACKEND_STORE_VARIABLE: f"sqlite:///{data / 'mlflow.db'}", **(env or {}),
         }  # fmt: skip
         log = self.work / f"{name}.log"
         process = start([sys.executable, "-m", "mlflow", *args, *extra], log, environment)
@@ -158,16 +168,13 @@ class Bench:
         logs = self.logs(name)
         logs.mkdir()
         # The configuration, the verifier's socket and the auth cache, as `configgen up` has
-        # them (configgen/local_nginx.py): straight in /dev/shm, so that nginx's workers (as
-        # www-data, when the bench runs as root) can pass through to them.
-        run = local_nginx.RunFolder(Path(tempfile.mkdtemp(dir="/dev/shm", prefix="mlflow-bench-")))
+        # them (configgen/targets/local/run_folder.py): straight in /dev/shm, so that nginx's
+        # workers (as www-data, when the bench runs as root) can pass through to them.
+        run = run_folder.RunFolder(Path(tempfile.mkdtemp(dir="/dev/shm", prefix="mlflow-bench-")))
         self.exits.callback(shutil.rmtree, run.root, ignore_errors=True)
-        run.prepare()
         port = free_port()
-        runtime = local_nginx.runtime(run, logs, f"127.0.0.1:{port}",
-                                      upstream=upstream.removeprefix("http://"))  # fmt: skip
-        files = render.nginx_outputs(project, runtime, ".")
-        render.write(render.render(project, files), run.conf)
+        runtime = run_folder.configure(project, run, logs, f"127.0.0.1:{port}",
+                                       upstream=upstream.removeprefix("http://"))  # fmt: skip
         run.sync_users(self.users)
         conf = run.conf
         if edit is not None:
@@ -184,21 +191,20 @@ class Bench:
             main = (conf / nginx.MAIN_CONF).read_text()
             end = main.rindex("}")
             (conf / nginx.MAIN_CONF).write_text(main[:end] + server + main[end:])
-        nginx_bin = shutil.which("nginx", path=os.environ["PATH"] + ":/usr/sbin") or "nginx"
         log = logs / "stderr.log"
-        error_log = logs / "error.log"
-        own_verifier = location is None and not verifier_inside
-        confs = [nginx.VERIFIER_CONF, nginx.MAIN_CONF] if own_verifier else [nginx.MAIN_CONF]
-        for name in confs:
-            process = start(local_nginx.argv(nginx_bin, run, name, error_log), log)
+        commands = run_folder.argvs(run_folder.find_nginx(), run, logs / "error.log")
+        if location is not None or verifier_inside:
+            del commands["auth verifier"]
+        for argv in commands.values():
+            process = start(argv, log)
             self.keep(process)
         url = f"http://127.0.0.1:{port}"
         wait_until(f"{url}/health", process, log)
-        deadline = time.monotonic() + 10
-        while location is None and not Path(runtime.auth_socket).exists():
-            if time.monotonic() > deadline:
-                sys.exit(f"bench: the verifier did not start; see {log}")
-            time.sleep(0.05)
+        if location is None:
+            try:
+                waiting.wait_until(Path(runtime.auth_socket).exists, 10, "no verifier socket")
+            except StackFailed as err:
+                sys.exit(f"bench: the verifier did not start ({err}); see {log}")
         return url
 
 
@@ -580,7 +586,8 @@ def markdown(result: dict) -> str:
 def environment() -> dict[str, str]:
     import mlflow
 
-    nginx_version = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr
+    version = [run_folder.find_nginx(), "-v"]
+    nginx_version = subprocess.run(version, capture_output=True, text=True).stderr
     return {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",

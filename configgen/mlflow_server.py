@@ -9,56 +9,18 @@ names that health checks and local clients use.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
+from configgen.container.server import ALWAYS_BLOCKED_PATHS, FEATURES, feature_switches
+from configgen.container.server import server_args as shared_server_args
 from configgen.stack import Stack
-
-# `mlflow server --backend-store-uri` as an environment variable (click's envvar).
-BACKEND_STORE_VARIABLE = "MLFLOW_BACKEND_STORE_URI"
 
 # Names a client on the same machine or in the same container uses.
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 
-@dataclass(frozen=True)
-class Feature:
-    """An MLflow feature the stack leaves off unless `mlflow.features` names it: the variable
-    that switches it in MLflow, and the paths nginx keeps from MLflow while it is off."""
-
-    variable: str
-    paths: tuple[str, ...] = ()
-
-
-FEATURES = {
-    # The AI Gateway calls LLM providers with API keys stored in MLflow, for whoever reaches it.
-    "gateway": Feature(
-        "MLFLOW_ENABLE_AI_GATEWAY",
-        (
-            "/gateway/",
-            "/api/3.0/mlflow/gateway/",
-            "/ajax-api/3.0/mlflow/gateway/",
-            "/ajax-api/2.0/mlflow/gateway-proxy",
-        ),
-    ),
-    # Server-side jobs (prompt optimization, scorers): an extra job runner process, writing
-    # under /dev/shm, that runs work users submit.
-    "jobs": Feature("MLFLOW_SERVER_ENABLE_JOB_EXECUTION"),
-}
-
-# Off whatever the stack file says. The assistant runs a shell tool on the server's host for
-# its caller (MLflow keeps it to localhost clients unless told otherwise, and behind nginx no
-# client is one); MLflow's usage telemetry would report to the internet.
-ALWAYS_OFF = {"MLFLOW_ENABLE_REMOTE_ASSISTANT": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
-ALWAYS_BLOCKED_PATHS = ("/ajax-api/3.0/mlflow/assistant/",)
-
-
 def server_environment(stack: Stack) -> dict[str, str]:
     """The variables that turn MLflow's optional features on or off for `mlflow server`."""
-    switches = {
-        feature.variable: "true" if name in stack.mlflow.features else "false"
-        for name, feature in FEATURES.items()
-    }
-    return switches | ALWAYS_OFF
+    return feature_switches(stack.mlflow.features)
 
 
 def blocked_paths(stack: Stack) -> list[str]:
@@ -104,19 +66,10 @@ def server_args(
     internal_hosts: Iterable[str] = (),
     socket: str | None = None,
 ) -> list[str]:
-    """`mlflow server ...` arguments (after `mlflow`). The backend store URI, which may hold
-    a password, goes in the environment instead (BACKEND_STORE_VARIABLE): `ps` shows every
-    process's arguments to every user. With `socket`, MLflow listens on that unix socket
-    instead of host:port."""
+    """`mlflow server ...` arguments (after `mlflow`) for `stack`: the shared ones and the
+    stack's own. The backend store URI goes in the environment (BACKEND_STORE_VARIABLE)."""
     return [
-        "server",
-        "--host", host,
-        "--port", str(port),
-        *(["--uvicorn-opts", f"--uds {socket}"] if socket else []),
-        "--workers", str(stack.mlflow.workers),
-        # Artifacts go through the server ("proxied artifact access"): clients need only the
-        # tracking URL and a user, never storage credentials.
-        "--serve-artifacts",
+        *shared_server_args(host=host, port=port, workers=stack.mlflow.workers, socket=socket),
         "--artifacts-destination", artifacts_destination,
         "--allowed-hosts", ",".join(allowed_hosts(stack, internal_hosts)),
         "--cors-allowed-origins", ",".join(cors_origins(stack)),

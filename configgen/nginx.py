@@ -13,7 +13,7 @@ The local and compose runners start nginx twice: `nginx.conf` serves MLflow,
 `nginx-verifier.conf` checks passwords. bcrypt blocks the nginx worker that runs it for about
 0.25 s; in a process of its own it never stalls a worker that is serving requests (docs/auth.md
 has the measurements). On Elastic Beanstalk, which owns the host's nginx, the verifier is a
-server of that nginx instead (configgen/eb.py).
+server of that nginx instead (configgen/targets/elastic_beanstalk/).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from configgen import mlflow_server
+from configgen.render import Output
 from configgen.stack import Stack
 
 # Relative to nginx's configuration folder, where each runner puts the folder that holds the
@@ -37,12 +38,13 @@ WORKERS = "www-data"
 WORKERS_GID = 33
 MAIN_CONF = "nginx.conf"
 VERIFIER_CONF = "nginx-verifier.conf"
-COMPOSE_AUTH_SOCKET_DIR = "/run/mlflow-auth"
-COMPOSE_HTTP_PORT = 8080  # inside the nginx container; compose publishes proxy.port here
-COMPOSE_HTTPS_PORT = 8443  # and tls.port here
-# The compose secrets (names, not values) holding the certificate and its key.
-TLS_CERTIFICATE_SECRET = "tls_certificate"  # noqa: S105
-TLS_KEY_SECRET = "tls_key"  # noqa: S105
+FRAGMENTS = (
+    "mlflow-http.conf",
+    "mlflow-server.conf",
+    "mlflow-health.conf",
+    "mlflow-proxy.conf",
+    "mlflow-verifier.conf",
+)
 
 
 @dataclass(frozen=True)
@@ -91,38 +93,6 @@ class Runtime:
     def auth_socket(self) -> str:
         """The verifier's unix socket file."""
         return self.auth_listen.removeprefix("unix:")
-
-
-def compose_runtime(stack: Stack) -> Runtime:
-    """The nginx container of compose/production.yml: logs to Docker, MLflow by service name."""
-    return Runtime(
-        purpose="the nginx container of compose/production.yml",
-        verifier_purpose="the auth-verifier container of compose/production.yml",
-        listen=str(COMPOSE_HTTP_PORT),
-        upstream=f"mlflow:{stack.mlflow.port}",
-        pid="/run/nginx.pid",
-        error_log="/dev/stderr",
-        access_log="/dev/stdout",
-        # A volume shared by the nginx and auth-verifier containers, and nothing else.
-        auth_listen=f"unix:{COMPOSE_AUTH_SOCKET_DIR}/auth.sock",
-        # The verifier runs unprivileged (nginx/docker-entrypoint.sh), its master too.
-        verifier_pid="/run/nginx-verifier.pid",
-        # compose mounts a tmpfs on /var/lib/nginx (Debian's nginx keeps its temp files there)
-        auth_cache_dir="/var/lib/nginx/mlflow-auth",
-        auth_log="/dev/stdout",
-        # Docker's embedded DNS; names are re-resolved, so a re-created MLflow container is found.
-        resolver="127.0.0.11",
-        user=f"{WORKERS} {WORKERS}",
-        # compose secrets: root-only files that nginx's master reads before dropping privileges
-        https=Https(
-            str(COMPOSE_HTTPS_PORT),
-            f"/run/secrets/{TLS_CERTIFICATE_SECRET}",
-            f"/run/secrets/{TLS_KEY_SECRET}",
-            stack.tls.port,
-        )
-        if stack.tls.enabled
-        else None,
-    )
 
 
 def htpasswd_path(stack: Stack) -> str:
@@ -178,3 +148,14 @@ def main_context(stack: Stack, runtime: Runtime) -> dict[str, object]:
         "auth_stale_seconds": stack.auth.stale_seconds,
         "own_hosts": host_pattern(own_hosts(stack)),
     }
+
+
+def outputs(stack: Stack, runtime: Runtime, folder: str) -> list[Output]:
+    """nginx's two main configurations for `runtime` and the shared fragments, under `folder`."""
+    fragment = fragment_context(stack)
+    main = main_context(stack, runtime)
+    return [
+        Output(f"{folder}/{MAIN_CONF}", "nginx/nginx.conf.j2", main),
+        Output(f"{folder}/{VERIFIER_CONF}", "nginx/nginx-verifier.conf.j2", main),
+        *(Output(f"{folder}/{name}", f"nginx/{name}.j2", fragment) for name in FRAGMENTS),
+    ]

@@ -1,12 +1,16 @@
-"""`configgen render`: turn the stack file into the files the runners use.
+"""The render engine: Outputs (a path, a template, its values) in, file contents out.
 
 Rendering is a pure function of the stack file: the same input gives byte-identical output, so
 the repository can commit the render of its default stack file and `--check` can catch drift.
-Templates are Jinja2 files inside the package; they substitute values computed in Python.
+Templates are Jinja2 files inside the package that owns them (`templates/` beside the module);
+they substitute values computed in Python. Which files exist is the targets' business
+(configgen/targets/): this module knows none of them.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.resources
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,26 +18,45 @@ from typing import Any
 
 import jinja2
 
-from configgen import compose, eb, nginx
 from configgen.fileio import atomic_write
 from configgen.stack import Project
 
+SHARED = "configgen"  # the package whose templates/ every target may include from
 FILE_MODE = 0o644
-HOOK_MODE = 0o755  # Elastic Beanstalk's platform hooks are programs
+PROGRAM_MODE = 0o755
 
 
 @dataclass(frozen=True)
 class Output:
-    """One rendered file: its path under the output folder, its template, and the values."""
+    """One rendered file: its path under the output folder, its template in `package`'s
+    `templates/` folder, and the values. `copy` names a file of `package` to write as it is
+    (configgen's own modules for the MLflow image) instead of a template."""
 
     path: str
-    template: str
+    template: str = ""
     context: Mapping[str, Any] = field(default_factory=dict)
+    package: str = SHARED
+    program: bool = False  # run as a program (hooks, entrypoints): executable
+    copy: str = ""
+
+    @property
+    def mode(self) -> int:
+        return PROGRAM_MODE if self.program else FILE_MODE
 
 
-def _environment() -> jinja2.Environment:
+@dataclass(frozen=True)
+class Rendered:
+    data: bytes
+    mode: int
+
+
+@functools.cache
+def _environment(package: str) -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.PackageLoader("configgen", "templates"),
+        # A target's templates include the shared ones (configgen/templates/nginx/...).
+        loader=jinja2.ChoiceLoader(
+            [jinja2.PackageLoader(package, "templates"), jinja2.PackageLoader(SHARED, "templates")]
+        ),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
@@ -42,95 +65,56 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def nginx_outputs(project: Project, runtime: nginx.Runtime, folder: str) -> list[Output]:
-    """nginx's main configuration for `runtime` and the shared fragments, under `folder`."""
-    stack = project.stack
-    fragment = nginx.fragment_context(stack)
-    main = nginx.main_context(stack, runtime)
-    return [
-        Output(f"{folder}/{nginx.MAIN_CONF}", "nginx/nginx.conf.j2", main),
-        Output(f"{folder}/{nginx.VERIFIER_CONF}", "nginx/nginx-verifier.conf.j2", main),
-        Output(f"{folder}/mlflow-http.conf", "nginx/mlflow-http.conf.j2", fragment),
-        Output(f"{folder}/mlflow-server.conf", "nginx/mlflow-server.conf.j2", fragment),
-        Output(f"{folder}/mlflow-health.conf", "nginx/mlflow-health.conf.j2", fragment),
-        Output(f"{folder}/mlflow-proxy.conf", "nginx/mlflow-proxy.conf.j2", fragment),
-        Output(f"{folder}/mlflow-verifier.conf", "nginx/mlflow-verifier.conf.j2", fragment),
-    ]
+def _render_one(out: Output, header: str) -> bytes:
+    if out.copy:
+        return (importlib.resources.files(out.package) / out.copy).read_bytes()
+    template = _environment(out.package).get_template(out.template)
+    return template.render(header=header, **out.context).encode()
 
 
-def eb_outputs(project: Project) -> list[Output]:
-    """The Elastic Beanstalk files: Dockerrun.aws.json, .ebextensions/ and .platform/."""
-    stack = project.stack
-    runtime = eb.runtime(stack)
-    fragment = nginx.fragment_context(stack)
-    return [
-        Output(eb.DOCKERRUN, "eb/Dockerrun.aws.json.j2", {"dockerrun": eb.dockerrun(stack)}),
-        Output(eb.OPTIONS_FILE, "eb/mlflow.config.j2", eb.options_context(stack)),
-        *(Output(path, template, fragment) for path, template in eb.NGINX_FILES.items()),
-        Output(eb.EB_NGINX_FILE, "eb/nginx-http.conf.j2", nginx.main_context(stack, runtime)),
-        *(
-            Output(f"{folder}/{eb.HOOK_NAME}", "eb/users-hook.sh.j2", eb.hook_context(stack, phase))
-            for folder, phase in eb.HOOK_PHASES.items()
-        ),
-    ]
-
-
-def outputs(project: Project) -> list[Output]:
-    """Every file `configgen render` writes, relative to the project folder."""
-    return [
-        *nginx_outputs(project, nginx.compose_runtime(project.stack), "nginx"),
-        Output(compose.COMPOSE_FILE, "compose/production.yml.j2", compose.context(project)),
-        Output(compose.ENV_FILE, "compose/env.j2", {"name": project.stack.name}),
-        *eb_outputs(project),
-    ]
-
-
-def file_mode(path: str) -> int:
-    return HOOK_MODE if eb.is_hook(path) else FILE_MODE
-
-
-def render(project: Project, files: list[Output]) -> dict[str, bytes]:
-    """Render `files`; each starts with a header naming the stack file it came from (JSON,
-    which has no comments, excepted)."""
-    env = _environment()
+def render(project: Project, files: list[Output]) -> dict[str, Rendered]:
+    """Render `files`; each template starts with a header naming the stack file it came from
+    (JSON, which has no comments, excepted)."""
     source = project.relative(project.stack_file)
     header = (
         f"# Rendered by configgen from {source}: edit that file and run `configgen render`;\n"
         "# changes made here are overwritten."
     )
-    return {
-        out.path: env.get_template(out.template).render(header=header, **out.context).encode()
-        for out in files
-    }
+    return {out.path: Rendered(_render_one(out, header), out.mode) for out in files}
 
 
-def write(rendered: Mapping[str, bytes], out_dir: Path) -> list[str]:
+def write(rendered: Mapping[str, Rendered], out_dir: Path) -> list[str]:
     """Write the files that differ from what is on disk; return their paths."""
     changed = []
-    for path, data in rendered.items():
+    for path, file in rendered.items():
         target = out_dir / path
-        mode = file_mode(path)
-        if target.is_file() and target.read_bytes() == data and _mode(target) == mode:
+        if target.is_file() and target.read_bytes() == file.data and not _lost_x(target, file):
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(target, data, mode)
+        atomic_write(target, file.data, file.mode)
         changed.append(path)
     return changed
 
 
-def drift(rendered: Mapping[str, bytes], out_dir: Path) -> list[str]:
-    """One line for every file that is missing or differs from `rendered`."""
+def drift(rendered: Mapping[str, Rendered], out_dir: Path) -> list[str]:
+    """One line for every file that is missing, differs from `rendered`, or is a program
+    its owner cannot execute. Only that bit counts: a checkout made with umask 002 has 0775
+    programs and 0664 files, and they work the same."""
     problems = []
-    for path, data in rendered.items():
+    for path, file in rendered.items():
         target = out_dir / path
         if not target.is_file():
             problems.append(f"{path}: missing")
-        elif target.read_bytes() != data:
+        elif target.read_bytes() != file.data:
             problems.append(f"{path}: differs from a fresh render")
-        elif file_mode(path) == HOOK_MODE and _mode(target) != HOOK_MODE:
-            problems.append(f"{path}: not executable (Elastic Beanstalk runs it as a program)")
+        elif _lost_x(target, file):
+            problems.append(
+                f"{path}: not executable (it is run as a program); "
+                f"fix it with `chmod +x {path}` or `configgen render`"
+            )
     return problems
 
 
-def _mode(path: Path) -> int:
-    return path.stat().st_mode & 0o777
+def _lost_x(target: Path, file: Rendered) -> bool:
+    """Whether `target` should be a program but its owner may not execute it."""
+    return bool(file.mode & 0o100) and not target.stat().st_mode & 0o100

@@ -6,160 +6,38 @@ repository spells them out with comments, and `tests/test_stack.py` checks the t
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import yaml
 
+from configgen.container.server import DEFAULT_PORT, DEFAULT_WORKERS
 from configgen.errors import UsageError
 from configgen.schema import Int, Invalid, ListOf, Text, load, section, setting
+from configgen.values import (
+    BUCKET_RE,
+    BUNDLED,
+    ENDPOINT_HOST,
+    FILE_PATH,
+    FOLDER_PATH,
+    HOST,
+    IMAGE,
+    NETWORK,
+    PARTITION,
+    REGION,
+    SECRET_ARN,
+    SIZE,
+    check_artifact_destination,
+    check_backend_store,
+    check_cname,
+    check_image,
+    check_server_arg,
+)
 
 DEFAULT_STACK = Path("stack") / "stack.yaml"
 STACK_ENV = "CONFIGGEN_STACK"
-
-_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
-_ENDPOINT_HOST = rf"(?i:{_LABEL}(\.{_LABEL})*|\[[0-9a-f:]+\])"
-
-
-def _check_host(host: str) -> str | None:
-    labels = host.removeprefix("*.").split(".")
-    if all(label.isdigit() for label in labels):
-        try:
-            ipaddress.IPv4Address(host)
-        except ValueError:
-            return f"{host!r} is not a valid IPv4 address"
-    if len(host) > 253:
-        return f"{host!r} is longer than 253 characters"
-    return None
-
-
-HOST = Text(
-    rf"(?i)(\*\.)?{_LABEL}(\.{_LABEL})*",
-    "a host name such as mlflow.example.com (no scheme, port or path)",
-    _check_host,
-)
-
-
-def _check_image(image: str) -> str | None:
-    name, _, digest = image.partition("@")
-    last = name.rsplit("/", 1)[-1]
-    tag = last.partition(":")[2]
-    if not tag and not digest:
-        return f"{image!r} has no tag: pin a version (NAME:TAG)"
-    if tag == "latest":
-        return f"{image!r} uses the moving tag 'latest': pin a version instead"
-    return None
-
-
-IMAGE = Text(
-    r"[a-z0-9][a-z0-9._/-]*(:[0-9]+/[a-z0-9._/-]+)?(:[\w][\w.-]{0,127})?(@sha256:[0-9a-f]{64})?",
-    "an image reference with a pinned tag, e.g. mysql:8.4",
-    _check_image,
-)
-
-BACKEND_SCHEMES = (
-    "sqlite",
-    "mysql",
-    "mysql+pymysql",
-    "postgresql",
-    "postgresql+psycopg2",
-    "mssql+pyodbc",
-)
-ARTIFACT_SCHEMES = ("s3", "gs", "wasbs", "file")
-BUCKET_RE = r"(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"
-
-
-def _check_backend_store(uri: str) -> str | None:
-    if uri == "bundled":
-        return None
-    parts = urlsplit(uri)
-    if parts.scheme not in BACKEND_SCHEMES:
-        return f"expected 'bundled' or a database URI ({', '.join(BACKEND_SCHEMES)}), got {uri!r}"
-    if parts.password:
-        return "holds a password; the stack file is committed, so leave the password out of it"
-    return None
-
-
-def _check_artifact_destination(uri: str) -> str | None:
-    if uri == "bundled":
-        return None
-    parts = urlsplit(uri)
-    if parts.scheme not in ARTIFACT_SCHEMES:
-        schemes = ", ".join(f"{s}://" for s in ARTIFACT_SCHEMES)
-        return f"expected 'bundled' or a URI starting with {schemes}; got {uri!r}"
-    if parts.scheme == "file":
-        absolute = parts.netloc in ("", "localhost") and parts.path.startswith("/")
-        return None if absolute else "a file URI needs an absolute path: file:///PATH"
-    if parts.password or parts.username:
-        return "holds credentials; the stack file is committed, so leave them out of it"
-    if parts.scheme == "s3" and not re.fullmatch(BUCKET_RE, parts.netloc):
-        return f"{parts.netloc!r} is not a valid S3 bucket name"
-    return None
-
-
-class _Size(Text):
-    """An nginx size; YAML reads a bare `0` or `1048576` as a number, which is fine too."""
-
-    def convert(self, value: Any) -> str:
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            value = str(value)
-        return super().convert(value)
-
-
-SIZE = _Size(r"0|[1-9][0-9]{0,12}[kmg]?", "an nginx size such as 512m or 16g (0: no limit)")
-
-
-def _check_network(text: str) -> str | None:
-    try:
-        ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        return f"{text!r} is not an IP address or CIDR range"
-    return None
-
-
-NETWORK = Text(r"[0-9a-fA-F.:/]+", "an IP address or CIDR range such as 10.0.0.0/8", _check_network)
-
-
-FILE_PATH = Text(r"[^\x00-\x1f]+", "a file path")
-FOLDER_PATH = Text(r"[^\x00-\x1f]+", "a folder path")
-_REGION = r"[a-z]{2}(-[a-z]+)+-[0-9]+"
-
-
-# `mlflow server` options that configgen derives from other settings, and why users must not
-# pass them through `mlflow.extra_args`.
-DERIVED_SERVER_OPTIONS = {
-    "--host": "configgen binds MLflow itself",
-    "-h": "configgen binds MLflow itself",
-    "--port": "set mlflow.port instead",
-    "-p": "set mlflow.port instead",
-    "--workers": "set mlflow.workers instead",
-    "-w": "set mlflow.workers instead",
-    "--backend-store-uri": "set mlflow.backend_store instead",
-    "--default-artifact-root": "set mlflow.artifact_destination instead",
-    "--artifacts-destination": "set mlflow.artifact_destination instead",
-    "--serve-artifacts": "artifacts are always served through MLflow",
-    "--no-serve-artifacts": "artifacts are always served through MLflow",
-    "--artifacts-only": "the stack runs a full tracking server",
-    "--allowed-hosts": "set hosts instead",
-    "--cors-allowed-origins": "set hosts instead",
-    "--disable-security-middleware": "it turns off MLflow's Host header check",
-    "--gunicorn-opts": "it makes MLflow 3.5+ skip its security middleware",
-    "--app-name": "nginx does the authentication",
-    "--static-prefix": "nginx serves MLflow at the root of the stack's host names",
-    "--uvicorn-opts": "configgen sets it (the local runner serves MLflow on a unix socket)",
-}
-
-
-def _check_server_arg(arg: str) -> str | None:
-    option = arg.split("=", 1)[0]
-    if option in DERIVED_SERVER_OPTIONS:
-        return f"{option} is not allowed here: {DERIVED_SERVER_OPTIONS[option]}"
-    return None
 
 
 @dataclass(frozen=True)
@@ -238,17 +116,25 @@ class MLflow:
         "3.17.2",
         Text(r"[0-9]+\.[0-9]+\.[0-9]+([a-z0-9.+-]*)", 'a version such as "3.17.2" (quoted)'),
     )
-    port: int = setting(5000, Int(1, 65535))
-    workers: int = setting(2, Int(1))
-    backend_store: str = setting("bundled", Text(r"\S+", "a database URI", _check_backend_store))
+    port: int = setting(DEFAULT_PORT, Int(1, 65535))
+    workers: int = setting(DEFAULT_WORKERS, Int(1))
+    backend_store: str = setting(BUNDLED, Text(r"\S+", "a database URI", check_backend_store))
     artifact_destination: str = setting(
-        "bundled", Text(r"\S+", "an artifact URI", _check_artifact_destination)
+        BUNDLED, Text(r"\S+", "an artifact URI", check_artifact_destination)
     )
     extra_args: tuple[str, ...] = setting(
-        (), ListOf(Text(r"\S.*", "an `mlflow server` argument", _check_server_arg))
+        (), ListOf(Text(r"\S.*", "an `mlflow server` argument", check_server_arg))
     )
     # MLflow features the stack leaves off unless named here (docs/security.md).
     features: tuple[str, ...] = setting((), ListOf(Text("gateway|jobs", "gateway or jobs")))
+
+    @property
+    def bundled_backend(self) -> bool:
+        return self.backend_store == BUNDLED
+
+    @property
+    def bundled_artifacts(self) -> bool:
+        return self.artifact_destination == BUNDLED
 
 
 @dataclass(frozen=True)
@@ -257,9 +143,9 @@ class ObjectStore:
 
     bucket: str = setting("mlflow", Text(BUCKET_RE, "an S3 bucket name (3-63 of a-z 0-9 . -)"))
     endpoint: str = setting(
-        "", Text(rf"|https?://{_ENDPOINT_HOST}(:[0-9]{{1,5}})?/?", "an http(s)://HOST[:PORT] URL")
+        "", Text(rf"|https?://{ENDPOINT_HOST}(:[0-9]{{1,5}})?/?", "an http(s)://HOST[:PORT] URL")
     )
-    region: str = setting("us-east-1", Text(_REGION, "a region such as us-east-1"))
+    region: str = setting("us-east-1", Text(REGION, "a region such as us-east-1"))
 
 
 @dataclass(frozen=True)
@@ -269,25 +155,10 @@ class Images:
     nginx: str = setting("mlflow-stack/nginx:0.1.0", IMAGE)
     # Empty: built by the project, tagged with mlflow.version (see Stack.mlflow_image).
     mlflow: str = setting(
-        "", Text(f"|{IMAGE.pattern}", IMAGE.what, lambda image: image and _check_image(image))
+        "", Text(f"|{IMAGE.pattern}", IMAGE.what, lambda image: image and check_image(image))
     )
     database: str = setting("mysql:8.4", IMAGE)
     object_store: str = setting("pgsty/silo:RELEASE.2026-09-16T00-00-00Z", IMAGE)
-
-
-_PARTITION = r"arn:aws(-cn|-us-gov)?"
-SECRET_ARN = Text(
-    rf"|{_PARTITION}:secretsmanager:{_REGION}:[0-9]{{12}}:secret:[A-Za-z0-9/_+=.@!-]+(:[^:\s]+)?"
-    rf"|{_PARTITION}:ssm:{_REGION}:[0-9]{{12}}:parameter/[A-Za-z0-9/_.-]+",
-    "the ARN of a Secrets Manager secret (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-XXXXXX"
-    "[:JSON_KEY]) or of an SSM parameter (arn:aws:ssm:REGION:ACCOUNT:parameter/NAME)",
-)
-
-
-def _check_cname(cname: str) -> str | None:
-    if cname and not cname.endswith(".elasticbeanstalk.com"):
-        return f"{cname!r} is not an Elastic Beanstalk CNAME (NAME.REGION.elasticbeanstalk.com)"
-    return None
 
 
 @dataclass(frozen=True)
@@ -308,7 +179,7 @@ class ElasticBeanstalk:
 
     # Empty: MLflow accepts any *.elasticbeanstalk.com Host header.
     cname: str = setting(
-        "", Text(f"(?i)(|{HOST.pattern.removeprefix('(?i)')})", HOST.what, _check_cname)
+        "", Text(f"(?i)(|{HOST.pattern.removeprefix('(?i)')})", HOST.what, check_cname)
     )
     min_instances: int = setting(1, Int(1, 10000))
     max_instances: int = setting(1, Int(1, 10000))
@@ -320,14 +191,14 @@ class ElasticBeanstalk:
     instance_profile: str = setting(
         "",
         Text(
-            rf"|[A-Za-z0-9+=,.@_-]{{1,128}}|{_PARTITION}:iam::[0-9]{{12}}:instance-profile/\S+",
+            rf"|[A-Za-z0-9+=,.@_-]{{1,128}}|{PARTITION}:iam::[0-9]{{12}}:instance-profile/\S+",
             "an instance profile name or ARN",
         ),
     )
     https_certificate: str = setting(
         "",
         Text(
-            rf"|{_PARTITION}:acm:{_REGION}:[0-9]{{12}}:certificate/[0-9a-f-]+",
+            rf"|{PARTITION}:acm:{REGION}:[0-9]{{12}}:certificate/[0-9a-f-]+",
             "an ACM certificate ARN (arn:aws:acm:REGION:ACCOUNT:certificate/ID)",
         ),
     )
@@ -387,7 +258,7 @@ class Project:
     def relative(self, path: Path) -> str:
         """`path` as the user would type it from the project folder (for messages)."""
         try:
-            return path.relative_to(self.root).as_posix()
+            return path.resolve().relative_to(self.root).as_posix()
         except ValueError:
             return str(path)
 
@@ -426,7 +297,7 @@ def find(given: str | None) -> Project:
     if path is None:
         raise UsageError(
             f"no {DEFAULT_STACK} in {Path.cwd()} or its parents; "
-            f"pass --stack PATH or set {STACK_ENV}"
+            f"pass --stack PATH, set {STACK_ENV}, or make a project with `configgen new DIR`"
         )
     return read(path)
 

@@ -163,6 +163,12 @@ def _covers(pattern: str, host: str) -> bool:
     return pattern == host
 
 
+def check_own(project: Project) -> None:
+    """With tls.mode files, refuse a certificate of the user's that nginx could not serve."""
+    if project.stack.tls.mode == "files":
+        check(project)
+
+
 def check(project: Project, now: datetime.datetime | None = None) -> x509.Certificate:
     """The certificate nginx will serve, after checking that it and the key can work: both
     PEM, the key is the certificate's, it is valid now, and it names every host."""

@@ -1,4 +1,6 @@
 #!/bin/sh
+# Rendered by configgen from stack/stack.yaml: edit that file and run `configgen render`;
+# changes made here are overwritten.
 # The nginx containers' entrypoint (compose/production.yml runs two).
 #
 # `nginx` serves MLflow: its master runs as root (it reads the TLS key, a root-only compose
@@ -21,7 +23,7 @@ if [ "${1:-}" = verifier ]; then
         exit 2
     fi
     if [ ! -r /etc/nginx/secrets/htpasswd ]; then
-        echo "nginx-entrypoint: no htpasswd in /etc/nginx/secrets; add a user with" \
+        echo "nginx-entrypoint: no /etc/nginx/secrets/htpasswd; add a user with" \
              "\`configgen htpasswd user add NAME\`" >&2
     fi
     # A verifier killed without its clean-up leaves its socket behind in the shared volume,

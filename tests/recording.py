@@ -1,9 +1,9 @@
 """The rendered nginx configuration served by a real nginx, with a recording server where MLflow
 would be: what reached "MLflow", with which method, path, headers and body.
 
-The nginx is laid out as `configgen up` lays out its own (configgen/local_nginx.py): run folder
-on tmpfs, users copied into it, the upstream on a unix socket, and, as root, workers as
-www-data. The tests play the supervisor's part and copy the users after each change.
+The nginx is laid out as `configgen up` lays out its own (configgen/targets/local/run_folder.py):
+run folder on tmpfs, users copied into it, the upstream on a unix socket, and, as root, workers
+as www-data. The tests play the supervisor's part and copy the users after each change.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import http.server
 import os
 import shutil
 import signal
-import socket
 import socketserver
 import subprocess
 import tempfile
@@ -24,8 +23,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from configgen import local_nginx, nginx, render, stack
+from configgen import stack
+from configgen.targets.local import run_folder
+from configgen.waiting import wait_until
 from tests.localstack import free_port
+from tests.servers import listening
 from tests.support import run_configgen
 
 
@@ -71,7 +73,7 @@ class RecordingServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer
 class RecordingProxy:
     port: int
     project: Path
-    run: local_nginx.RunFolder
+    run: run_folder.RunFolder
     logs: Path
     upstream: RecordingServer
     server: subprocess.Popen
@@ -97,43 +99,29 @@ class RecordingProxy:
 
 
 def _wait(check, process: subprocess.Popen, what: str) -> None:
-    deadline = time.monotonic() + 10
-    while not check():
+    def alive() -> None:
         assert process.poll() is None, process.stderr.read()
-        assert time.monotonic() < deadline, f"{what} did not start"
-        time.sleep(0.05)
 
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
+    wait_until(check, 10, f"{what} did not start", alive=alive)
 
 
 @contextmanager
 def recording_proxy(project: Path, logs: Path) -> Iterator[RecordingProxy]:
     """nginx with the rendered configuration of `project`'s stack file on a free port."""
-    run = local_nginx.RunFolder(Path(tempfile.mkdtemp(dir="/dev/shm")))
-    run.prepare()
+    run = run_folder.RunFolder(Path(tempfile.mkdtemp(dir="/dev/shm")))
     logs.mkdir(exist_ok=True)
     upstream = RecordingServer(run.mlflow_socket)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     port = free_port()
     loaded = stack.read(project / "stack" / "stack.yaml")
-    runtime = local_nginx.runtime(run, logs, f"127.0.0.1:{port}")
-    render.write(render.render(loaded, render.nginx_outputs(loaded, runtime, ".")), run.conf)
-    run.sync_users(project / "secrets" / "nginx" / "htpasswd")
-    assert shutil.which("nginx"), "nginx is installed by tests/run.sh"
+    runtime = run_folder.configure(loaded, run, logs, f"127.0.0.1:{port}")
+    commands = run_folder.argvs(run_folder.find_nginx(), run, Path("/dev/stderr"))
     verifier, server = (
-        subprocess.Popen(local_nginx.argv("nginx", run, name, Path("/dev/stderr")),
-                         stderr=subprocess.PIPE, text=True)
-        for name in (nginx.VERIFIER_CONF, nginx.MAIN_CONF)
-    )  # fmt: skip
+        subprocess.Popen(argv, stderr=subprocess.PIPE, text=True) for argv in commands.values()
+    )
     proxy = RecordingProxy(port, project, run, logs, upstream, server, verifier)
     try:
-        _wait(lambda: _listening(port), server, "nginx")
+        _wait(lambda: listening(port), server, "nginx")
         _wait(lambda: os.path.exists(runtime.auth_socket), verifier, "the verifier")
         yield proxy
     finally:

@@ -7,29 +7,29 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from configgen.waiting import wait_until
 from tests.localstack import free_port
 
 
+def listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
 def wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if process.poll() is not None:
-                raise AssertionError(f"{process.args[0]} exited:\n{log.read_text()}") from None
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"{process.args[0]} is not listening:\n{log.read_text()}"
-                ) from None
-            time.sleep(0.1)
+    def alive() -> None:
+        assert process.poll() is None, f"{process.args[0]} exited:\n{log.read_text()}"
+
+    wait_until(lambda: listening(port), timeout, f"{process.args[0]} is not listening on {port}",
+               alive=alive)  # fmt: skip
 
 
 @dataclass

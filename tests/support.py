@@ -50,20 +50,3 @@ def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
         str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else b"", p.stat().st_mode)
         for p in sorted(folder.rglob("*"))
     }
-
-
-def descendants(pid: int) -> set[int]:
-    """Every process below `pid`, read from /proc."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(stat.parent.name))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found

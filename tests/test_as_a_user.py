@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from configgen.local import DataDir
+from configgen import procfs
+from configgen.targets.local.data import DataDir
 from tests import crafted, mlflow_flow, unprivileged
 from tests.localstack import RunningStack, free_port, local_stack
-from tests.support import PASSWORD, descendants
+from tests.support import PASSWORD
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +36,7 @@ def identity(pid: int) -> tuple[int, int, set[int], str]:
 
 def stack_processes(data: Path) -> dict[int, tuple[int, int, set[int], str]]:
     supervisor = int((data / "up.pid").read_text())
-    return {pid: identity(pid) for pid in {supervisor, *descendants(supervisor)}
+    return {pid: identity(pid) for pid in {supervisor, *procfs.descendants(supervisor)}
             if Path(f"/proc/{pid}").exists()}  # fmt: skip
 
 

@@ -307,7 +307,7 @@ def test_bad_input(case: Case, configgen, project: Path):
         env = {k: v for k, v in clean_env(**case.env).items()
                if k in case.env or not k.startswith(foreign)}  # fmt: skip
         done = subprocess.run(
-            [sys.executable, "-m", "configgen.entrypoint"], cwd=project, env=env,
+            [sys.executable, "-m", "configgen.container.entrypoint"], cwd=project, env=env,
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
     else:

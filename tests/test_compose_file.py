@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from configgen import render, stack
+from configgen import render, stack, targets
 from tests.dockerhost import COMPOSE_V1, COMPOSE_V2
 from tests.support import REPO, run_configgen
 
@@ -18,8 +18,8 @@ LONG_RUNNING = ("nginx", "auth-verifier", "mlflow", "database", "objectstore")
 
 def rendered(text: str = "") -> dict:
     project = stack.Project(REPO / "stack" / "stack.yaml", REPO, stack.parse(text, "stack.yaml"))
-    files = render.render(project, render.outputs(project))
-    return yaml.safe_load(files["compose/production.yml"])
+    files = render.render(project, targets.outputs(project))
+    return yaml.safe_load(files["compose/production.yml"].data)
 
 
 def test_services_health_checks_and_restart_policies():
@@ -29,7 +29,7 @@ def test_services_health_checks_and_restart_policies():
         assert services[name]["restart"] == "unless-stopped", name
         assert services[name]["healthcheck"]["test"][0] == "CMD", name
     assert services["bucket"]["restart"] == "no"
-    assert services["bucket"]["entrypoint"] == ["python", "-m", "configgen.bucket"]
+    assert services["bucket"]["entrypoint"] == ["python", "-m", "configgen.container.bucket"]
 
 
 def test_start_order_waits_for_health_and_the_bucket():
@@ -72,7 +72,7 @@ def test_images_come_from_the_stack_file_pinned():
         " object_store: 'rustfs/rustfs:1.0.0'}"
     )["services"]
     assert services["mlflow"]["image"] == "mlflow-stack/mlflow:3.16.0"
-    assert services["mlflow"]["build"]["args"] == {"MLFLOW_VERSION": "3.16.0"}
+    assert services["mlflow"]["build"] == {"context": "../stack/mlflow"}
     assert services["bucket"]["image"] == "mlflow-stack/mlflow:3.16.0"
     assert services["database"]["image"] == "registry.internal:5000/mysql:8.4.3"
     assert services["objectstore"]["image"] == "rustfs/rustfs:1.0.0"

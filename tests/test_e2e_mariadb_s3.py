@@ -7,10 +7,11 @@ from pathlib import Path
 
 import boto3
 
+from configgen import procfs
 from tests import mlflow_flow
 from tests.localstack import local_stack
 from tests.servers import mariadb, moto_s3
-from tests.support import descendants, run_configgen
+from tests.support import run_configgen
 
 BUCKET = "e2e-artifacts"
 
@@ -40,9 +41,8 @@ def test_mariadb_and_s3(tmp_path_factory):
             mlflow_flow.exercise(stack, Path(services), "mariadb-s3")
             # `ps` shows every process's arguments to every user: no password among them.
             supervisor = int((stack.data / "up.pid").read_text())
-            processes = descendants(supervisor)
-            titles = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in processes
-                      if Path(f"/proc/{pid}/cmdline").exists()]  # fmt: skip
+            processes = procfs.descendants(supervisor)
+            titles = [title for pid in processes if (title := procfs.command_line(pid))]
             assert any(b"uvicorn" in title for title in titles), titles
             for title in titles:
                 for secret in (db.password, *keys.values()):

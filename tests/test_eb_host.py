@@ -140,7 +140,7 @@ def deployed(tmp_path_factory, user_bin: Path) -> Iterator[EBHost]:
     daemon = dockerhost.start_engine(tmp_path_factory.mktemp("dockerd"))
     dockerhost.make_base_image()
     # The stack/mlflow/certs/ the compose build sees, so the bundle's image shares its layers.
-    dockerhost.build("mlflow-stack/mlflow:3.17.2", REPO, REPO / "stack" / "mlflow" / "Dockerfile")
+    dockerhost.build("mlflow-stack/mlflow:3.17.2", REPO / "stack" / "mlflow")
     for tag, folder in ((dockerhost.MARIADB_IMAGE, "mariadb"), (dockerhost.S3_IMAGE, "s3"),
                         (HOST_IMAGE, "eb-host")):  # fmt: skip
         dockerhost.build(tag, REPO / "tests" / "images" / folder)

@@ -5,7 +5,6 @@ tested in test_compose.py."""
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import stat
 import threading
@@ -14,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from configgen import entrypoint
+from configgen import procfs
+from configgen.container import entrypoint
 from configgen.errors import UsageError
 from tests.servers import mariadb
 
@@ -136,7 +136,7 @@ def test_replicas_starting_together_take_turns_on_the_schema(tmp_path: Path):
 
     with mariadb(tmp_path) as db:
         uri = f"mysql+pymysql://{db.user}:{db.password}@127.0.0.1:{db.port}/{db.database}"
-        code = "import sys, configgen.entrypoint as e; e.upgrade_schema(sys.argv[1])"
+        code = "import sys, configgen.container.entrypoint as e; e.upgrade_schema(sys.argv[1])"
         replicas = [
             subprocess.Popen([sys.executable, "-c", code, uri], stderr=subprocess.PIPE, text=True)
             for _ in range(3)
@@ -158,9 +158,7 @@ def test_the_schema_upgrade_shows_no_password_to_ps(tmp_path: Path, capsys):
 
         def watch() -> None:
             while not done.is_set():
-                for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-                    with contextlib.suppress(OSError):  # it exited meanwhile
-                        seen.append(cmdline.read_bytes())
+                seen.extend(procfs.command_line(pid) for pid in procfs.pids())
                 time.sleep(0.02)
 
         watcher = threading.Thread(target=watch)

@@ -21,9 +21,10 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from configgen import procfs
 from tests.localstack import RunningStack, environ, local_stack, mlflow_client_env
 from tests.servers import mariadb
-from tests.support import PASSWORD, REPO, clean_env, descendants, run_configgen
+from tests.support import PASSWORD, REPO, clean_env, run_configgen
 
 pytestmark = pytest.mark.slow
 
@@ -89,7 +90,7 @@ def test_mlflow_killed_while_a_client_logs(tmp_path: Path):
         with logging_client(stack) as (logger, run_id):
             wait_until(lambda: len(logger.acknowledged) >= 20, 60, "no metric logged")
             mlflow = next(
-                p for p in descendants(supervisor)
+                p for p in procfs.descendants(supervisor)
                 if b"mlflow\0server" in Path(f"/proc/{p}/cmdline").read_bytes()
             )  # fmt: skip
             os.kill(mlflow, signal.SIGKILL)

@@ -67,12 +67,12 @@ def test_header_size_is_limited(stack: RunningStack):
 
 
 def test_body_size_limit_is_the_stack_files(tmp_path: Path):
-    from configgen import render, stack
+    from configgen import render, stack, targets
 
     for text, expected in (("", "client_max_body_size 16g;"),
                            ("proxy: {max_body_size: 2g}", "client_max_body_size 2g;")):  # fmt: skip
         project = stack.Project(Path("stack/stack.yaml"), tmp_path, stack.parse(text, "x"))
-        files = render.render(project, render.outputs(project))
+        files = {k: v.data for k, v in render.render(project, targets.outputs(project)).items()}
         assert expected in files["nginx/mlflow-proxy.conf"].decode()
         http_conf = files["nginx/mlflow-http.conf"].decode()
         assert "large_client_header_buffers 4 16k;" in http_conf

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from configgen import render, stack, tls
+from configgen import render, stack, targets, tls
 from tests.support import REPO, Configgen, run_configgen, snapshot
 
 NGINX_FILES = [
@@ -34,8 +34,20 @@ EB_FILES = [
     ".platform/hooks/predeploy/10_mlflow_users.sh",
     ".platform/confighooks/predeploy/10_mlflow_users.sh",
 ]
+MLFLOW_IMAGE = [
+    "stack/mlflow/Dockerfile",
+    "stack/mlflow/.dockerignore",
+    "stack/mlflow/certs/README.md",
+    *(f"stack/mlflow/entrypoint/configgen/{n}" for n in (
+        "__init__.py", "errors.py", "envvars.py", "container/__init__.py", "container/bucket.py",
+        "container/entrypoint.py", "container/server.py", "container/stores.py",
+    )),
+]  # fmt: skip
 RENDERED = [
     *(f"nginx/{n}" for n in NGINX_FILES),
+    "nginx/Dockerfile",
+    "nginx/docker-entrypoint.sh",
+    *MLFLOW_IMAGE,
     "compose/production.yml",
     "compose/.env",
     *EB_FILES,
@@ -45,7 +57,7 @@ RENDERED = [
 def rendered(text: str = "") -> dict[str, str]:
     """A fresh render of a stack file given as text, in memory."""
     project = stack.Project(Path("stack/stack.yaml"), Path("."), stack.parse(text, "stack.yaml"))
-    return {k: v.decode() for k, v in render.render(project, render.outputs(project)).items()}
+    return {k: v.data.decode() for k, v in render.render(project, targets.outputs(project)).items()}
 
 
 def nginx_t(folder: Path, conf: str = "nginx.conf") -> subprocess.CompletedProcess[str]:
@@ -194,20 +206,39 @@ def test_check_lists_every_file_that_drifted(configgen: Configgen, project: Path
         ".platform/nginx/conf.d/mlflow-runner.conf: differs from a fresh render\n"
     )
 
-    # Elastic Beanstalk runs hooks as programs: a lost executable bit is drift.
+    # Elastic Beanstalk runs hooks as programs: a lost executable bit is drift, the other
+    # bits are not (a checkout made with umask 002 has 0775 programs and 0664 files).
     assert configgen("render").returncode == 0
     hook = project / ".platform" / "hooks" / "predeploy" / "10_mlflow_users.sh"
     assert hook.stat().st_mode & 0o777 == 0o755
-    hook.chmod(0o644)
+    hook.chmod(0o775)
+    (project / "compose" / "production.yml").chmod(0o664)
+    assert configgen("render", "--check").returncode == 0
+    assert configgen("render").stdout.startswith("all ")  # nothing rewritten
+    hook.chmod(0o664)
     assert configgen("render", "--check").stdout == (
-        ".platform/hooks/predeploy/10_mlflow_users.sh: not executable "
-        "(Elastic Beanstalk runs it as a program)\n"
+        ".platform/hooks/predeploy/10_mlflow_users.sh: not executable (it is run as a "
+        "program); fix it with `chmod +x .platform/hooks/predeploy/10_mlflow_users.sh` or "
+        "`configgen render`\n"
     )
     assert configgen("render").stdout == "wrote .platform/hooks/predeploy/10_mlflow_users.sh\n"
     assert hook.stat().st_mode & 0o777 == 0o755
 
 
 # -- one test per rendered file -------------------------------------------------------------
+
+
+def test_nginx_entrypoint_looks_for_the_stacks_users_file():
+    default = rendered()["nginx/docker-entrypoint.sh"]
+    assert "if [ ! -r /etc/nginx/secrets/htpasswd ]; then" in default
+    # Another name for the users file: the warning must look for that one (it used to look
+    # for `htpasswd` whatever the stack said, and warned of a missing file that was there).
+    other = rendered("auth: {htpasswd: secrets/nginx/team.users}")["nginx/docker-entrypoint.sh"]
+    assert "if [ ! -r /etc/nginx/secrets/team.users ]; then" in other
+    assert "secrets/htpasswd" not in other
+    assert subprocess.run(["sh", "-n", "-c", other]).returncode == 0
+    assert other.startswith("#!/bin/sh\n# Rendered by configgen")
+
 
 
 def test_nginx_conf():
@@ -376,3 +407,21 @@ def test_mlflow_verifier_conf_limits_before_it_hashes():
 )
 def test_mlflow_proxy_conf(directive: str):
     assert directive in rendered()["nginx/mlflow-proxy.conf"].splitlines()
+
+
+def test_a_clone_made_with_umask_002_passes_the_drift_check(tmp_path: Path):
+    """Group-writable checkouts (0775 programs, 0664 files) are not drift; a program that
+    really lost its executable bit is."""
+    clone = tmp_path / "clone"
+    done = subprocess.run(["sh", "-c", f"umask 002 && git clone --quiet {REPO} {clone}"],
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    hook = clone / ".platform" / "hooks" / "predeploy" / "10_mlflow_users.sh"
+    assert hook.stat().st_mode & 0o777 == 0o775
+    assert (clone / "compose" / "production.yml").stat().st_mode & 0o777 == 0o664
+    check = run_configgen("render", "--check", cwd=clone)
+    assert check.returncode == 0, check.stdout
+    hook.chmod(0o664)
+    check = run_configgen("render", "--check", cwd=clone)
+    assert check.returncode == 1
+    assert check.stdout.startswith(".platform/hooks/predeploy/10_mlflow_users.sh: not executable")

@@ -166,3 +166,9 @@ def test_project_dir_anchors_relative_paths(tmp_path: Path):
     project = read(stack_file)
     assert project.root == (tmp_path / "deploy").resolve()
     assert project.htpasswd == (tmp_path / "deploy" / "users" / "htpasswd").resolve()
+
+
+def test_configgen_new_writes_the_repositorys_stack_file():
+    """The scaffold's copy (package data, for `configgen new`) is this repository's file."""
+    scaffold = REPO / "configgen" / "templates" / "project" / "stack.yaml"
+    assert scaffold.read_bytes() == (REPO / "stack" / "stack.yaml").read_bytes()

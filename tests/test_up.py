@@ -12,19 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from configgen import local
+from configgen import procfs
+from configgen.targets.local.data import DataDir
 from tests.localstack import free_port, local_stack
-from tests.support import clean_env, descendants, run_configgen, snapshot
+from tests.support import clean_env, run_configgen, snapshot
 
 FAST = "auth: {bcrypt_cost: 4}\ntls: {mode: off}\n"
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 def write_stack(project: Path, text: str = FAST) -> None:
@@ -48,7 +41,7 @@ def test_foreground_stops_every_child_on_signal(project: Path, signum: int):
         assert up.poll() is None, "".join(output)
         assert "created the first user: admin, password: " in "".join(output)
         assert f"  export MLFLOW_TRACKING_URI=http://127.0.0.1:{port}\n" in output
-        family = descendants(up.pid)
+        family = procfs.descendants(up.pid)
         assert len(family) >= 4, family  # mlflow server, uvicorn and its workers, nginx and workers
 
         up.send_signal(signum)
@@ -56,7 +49,7 @@ def test_foreground_stops_every_child_on_signal(project: Path, signum: int):
         rest = up.stdout.read()
         assert f"stopped ({signal.Signals(signum).name})" in rest
         time.sleep(0.5)
-        assert [pid for pid in family if alive(pid)] == []
+        assert [pid for pid in family if procfs.running(pid)] == []
         with socket.socket() as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT, as nginx
             s.bind(("127.0.0.1", port))  # nothing listens there any more
@@ -70,7 +63,7 @@ def test_detach_restart_and_down(tmp_path: Path):
     with local_stack(tmp_path, FAST) as stack:
         data = stack.data
         pid = int((data / "up.pid").read_text())
-        assert alive(pid)
+        assert procfs.running(pid)
         assert (data / "up.pid").stat().st_mode & 0o777 == 0o600
 
         # A second stack on the same data folder is refused.
@@ -80,8 +73,8 @@ def test_detach_restart_and_down(tmp_path: Path):
 
         # MLflow killed outright comes back by itself.
         mlflow_pid = next(
-            p for p in descendants(pid)
-            if b"mlflow\0server" in Path(f"/proc/{p}/cmdline").read_bytes()
+            p for p in procfs.descendants(pid)
+            if b"mlflow\0server" in procfs.command_line(p)
         )  # fmt: skip
         os.kill(mlflow_pid, signal.SIGKILL)
         deadline = time.monotonic() + 60
@@ -90,7 +83,7 @@ def test_detach_restart_and_down(tmp_path: Path):
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
         assert "MLflow exited with code -9; restarting it in 1 s" in log.read_text()
-        assert not alive(mlflow_pid)
+        assert not procfs.running(mlflow_pid)
         assert (
             stack.request("/api/2.0/mlflow/experiments/search?max_results=1", stack.credentials)[0]
             == 200
@@ -98,8 +91,8 @@ def test_detach_restart_and_down(tmp_path: Path):
 
         # So does the password verifier, over the socket its killed run left behind.
         verifier_pid = next(
-            p for p in descendants(pid)
-            if b"master process" in (cmdline := Path(f"/proc/{p}/cmdline").read_bytes())
+            p for p in procfs.descendants(pid)
+            if b"master process" in (cmdline := procfs.command_line(p))
             and b"nginx-verifier.conf" in cmdline
         )  # fmt: skip
         os.kill(verifier_pid, signal.SIGKILL)
@@ -113,10 +106,10 @@ def test_detach_restart_and_down(tmp_path: Path):
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
         assert status == 401
-        family = descendants(pid)
+        family = procfs.descendants(pid)
     # local_stack ran `configgen down`, which returns once everything is gone.
-    assert not alive(pid)
-    assert [p for p in family if alive(p)] == []
+    assert not procfs.running(pid)
+    assert [p for p in family if procfs.running(p)] == []
     down_again = run_configgen("down", cwd=tmp_path)
     assert (down_again.returncode, down_again.stdout) == (0, "no stack is running from data\n")
 
@@ -132,7 +125,7 @@ def test_port_taken(project: Path):
         done.stderr
     )
     # Nothing left in /dev/shm by a start that was refused.
-    assert not local.DataDir(project / "data").run_dir.exists()
+    assert not DataDir(project / "data").run_dir.exists()
     # With HTTPS, the plain-HTTP port is checked too, and named by its own option.
     (project / "stack" / "stack.yaml").write_text("auth: {bcrypt_cost: 4}\n")
     with socket.socket() as taken:
@@ -149,7 +142,7 @@ def test_port_taken(project: Path):
 def test_a_shared_run_dir_is_refused_and_kept(project: Path):
     # Someone made the predictable /dev/shm folder first: the stack must not use it (its
     # cache would hold passwords there), nor remove it.
-    run_dir = local.DataDir(project / "data").run_dir
+    run_dir = DataDir(project / "data").run_dir
     run_dir.mkdir(mode=0o755)
     try:
         run_dir.chmod(0o755)

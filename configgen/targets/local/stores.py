@@ -13,10 +13,10 @@ from the stack file itself:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
+from configgen.container.stores import S3, with_password
 from configgen.envvars import file_env
 from configgen.errors import UsageError
 from configgen.stack import Project
@@ -28,54 +28,18 @@ def backend_uri(project: Project, data_dir: Path, environ: Mapping[str, str]) ->
     if given:
         return given
     store = project.stack.mlflow.backend_store
-    if store == "bundled":
+    if project.stack.mlflow.bundled_backend:
         return f"sqlite:///{(data_dir / 'mlflow.db').resolve()}"
     password = file_env("MLFLOW_DB_PASSWORD", environ)
     return store if password is None else with_password(store, password)
 
 
-def with_password(uri: str, password: str) -> str:
-    """`uri` (SCHEME://USER@HOST/DB, kept in the stack file) with the password added."""
-    parts = urlsplit(uri)
-    if not parts.username:
-        raise UsageError(
-            "MLFLOW_DB_PASSWORD is set but the backend store URI names no user; "
-            "write it as SCHEME://USER@HOST/DATABASE"
-        )
-    if parts.password:
-        return uri
-    netloc = f"{parts.username}:{quote(password, safe='')}@{parts.hostname}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 def artifact_destination(project: Project, data_dir: Path) -> str:
     """The URI for `mlflow server --artifacts-destination`."""
     destination = project.stack.mlflow.artifact_destination
-    if destination == "bundled":
+    if project.stack.mlflow.bundled_artifacts:
         return (data_dir / "artifacts").resolve().as_uri()
     return destination
-
-
-@dataclass(frozen=True)
-class S3:
-    """A self-hosted S3 endpoint the artifacts go to, and the bucket to make sure of."""
-
-    endpoint: str
-    region: str
-    bucket: str
-    access_key: str
-    secret_key: str
-
-    def environment(self) -> dict[str, str]:
-        """What boto3 inside `mlflow server` needs to reach it."""
-        return {
-            "MLFLOW_S3_ENDPOINT_URL": self.endpoint,
-            "AWS_ACCESS_KEY_ID": self.access_key,
-            "AWS_SECRET_ACCESS_KEY": self.secret_key,
-            "AWS_DEFAULT_REGION": self.region,
-        }
 
 
 def _key(project: Project, variable: str, secret_file: str, environ: Mapping[str, str]) -> str:

@@ -20,7 +20,8 @@ from typing import Any
 import yaml
 
 from configgen import servicesecrets
-from configgen.stack import SECRET_ARN, Project
+from configgen.stack import Project
+from configgen.values import SECRET_ARN
 
 MAX_BUNDLE_BYTES = 512 * 1024 * 1024
 HOOK_ROOTS = (".platform/hooks", ".platform/confighooks")

@@ -7,9 +7,9 @@ import os
 import time
 from urllib.parse import urlsplit
 
+from configgen.container.stores import S3
 from configgen.envvars import file_env
 from configgen.errors import ConfiggenError, StackFailed
-from configgen.stores import S3
 
 # Answers meaning someone (maybe a concurrent start) created it first: fine.
 _ALREADY_THERE = {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}

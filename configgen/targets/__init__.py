@@ -1,0 +1,22 @@
+"""The deployment targets, one package each: what it renders, how it runs, what it refuses,
+and its own subcommands. Shared pieces (configgen/*.py) import none of them.
+
+- local/: `configgen up` and `down`, the stack as child processes of this machine;
+- compose/: compose/production.yml and the nginx image, for one Docker host;
+- elastic_beanstalk/: the files and the zip for Elastic Beanstalk's Docker platform.
+"""
+
+from __future__ import annotations
+
+from configgen.render import Output
+from configgen.stack import Project
+from configgen.targets.compose import files as compose_files
+from configgen.targets.elastic_beanstalk import files as elastic_beanstalk_files
+
+# The targets with files in the project folder, in the order `configgen render` lists them.
+RENDERED = (compose_files, elastic_beanstalk_files)
+
+
+def outputs(project: Project) -> list[Output]:
+    """Every file `configgen render` writes, relative to the project folder."""
+    return [out for target in RENDERED for out in target.outputs(project)]

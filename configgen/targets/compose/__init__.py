@@ -1,0 +1,1 @@
+"""The production compose stack on one Docker host (compose/production.yml, nginx/)."""

@@ -1,0 +1,1 @@
+"""The stack on this machine without Docker: `configgen up` and `configgen down`."""
