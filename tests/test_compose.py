@@ -169,8 +169,8 @@ def test_only_nginx_publishes_a_port(stack: ComposeStack):
     conn.request("GET", SEARCH)
     response = conn.getresponse()
     assert response.status == 308
-    # The image's configuration is the repository's: it redirects to tls.port's default.
-    assert response.getheader("Location") == f"https://127.0.0.1:8443{SEARCH}"
+    # The image holds this stack's own rendered configuration: the redirect names its port.
+    assert response.getheader("Location") == f"https://127.0.0.1:{stack.port}{SEARCH}"
     conn.close()
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import http.client
 import os
 import re
+import shutil
 import subprocess
 import time
 import zipfile
@@ -175,12 +176,15 @@ def deployed(tmp_path_factory, user_bin: Path) -> Iterator[EBHost]:
         f"    htpasswd: '{ARN.format('users')}'\n"
         f"    database_password: '{ARN.format('db')}'\n"
     )  # fmt: skip
-    # The user who makes the bundle is an ordinary one. The bundle builds the MLflow image
-    # from configgen's source, so (as README says for now) configgen comes from a clone: a
-    # copy the user can read, on PYTHONPATH before its own installation.
-    os.chown(project / "stack", unprivileged.UID, unprivileged.GID)
-    source = unprivileged.copy_source(project / "configgen-clone")
-    env = {"PATH": f"{user_bin}:/usr/bin:/bin", "PYTHONPATH": str(source)}
+    # The user who makes the bundle is an ordinary one, with configgen installed from its
+    # wheel: the bundle's build context comes from the package. Behind a TLS-intercepting
+    # proxy, that user puts its CA in stack/mlflow/certs/, and the bundle carries it.
+    certs = project / "stack" / "mlflow" / "certs"
+    certs.mkdir(parents=True)
+    shutil.copy(dockerhost.ca_bundle(), certs / "build-host-ca.crt")
+    for folder in (project / "stack", project / "stack" / "mlflow", certs):
+        os.chown(folder, unprivileged.UID, unprivileged.GID)
+    env = {"PATH": f"{user_bin}:/usr/bin:/bin"}
     for args, stdin in ((["init"], None),
                         (["htpasswd", "user", "add", "alice", "--password-stdin"], PASSWORD),
                         (["eb", "bundle"], None)):  # fmt: skip
