@@ -26,7 +26,7 @@ from pathlib import Path
 
 from configgen import local_nginx, nginx, render, stack
 from tests.localstack import free_port
-from tests.support import run_configgen
+from tests.support import children, run_configgen, wait_for_new
 
 
 class Recorder(http.server.BaseHTTPRequestHandler):
@@ -92,8 +92,10 @@ class RecordingProxy:
         return done
 
     def reload(self) -> None:
+        """SIGHUP, as `configgen ... --reload` sends; returns once the new workers answer."""
+        old = children(self.server.pid)
         self.server.send_signal(signal.SIGHUP)
-        time.sleep(0.5)  # the new workers take over
+        wait_for_new(lambda: children(self.server.pid), old, "nginx")
 
 
 def _wait(check, process: subprocess.Popen, what: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -67,3 +68,48 @@ def descendants(pid: int) -> set[int]:
             found.add(child)
             todo.append(child)
     return found
+
+
+def children(pid: int) -> set[int]:
+    """The living (not zombie) processes whose parent is `pid`, read from /proc."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, IndexError, ValueError):
+            continue
+        if int(ppid) == pid and state != "Z":
+            found.add(int(stat.parent.name))
+    return found
+
+
+def wait_for_new(processes: Callable[[], set], old: set, what: str, timeout: float = 60) -> None:
+    """Until none of `old` is among `processes()` and something else is: after nginx's
+    reload, every worker that ran the old configuration has exited, so from then on only the
+    new configuration answers (a new connection could still reach an old worker before)."""
+    deadline = time.monotonic() + timeout
+    while (now := processes()) & old or not now:
+        assert time.monotonic() < deadline, f"{what} kept its old processes: no reload"
+        time.sleep(0.05)
+
+
+LOG_MARKER = "log-marker-"
+
+
+def verifier_checks(
+    read_log: Callable[[], str], send: Callable[[tuple[str, str]], object], timeout: float = 60
+) -> list[str]:
+    """The password verifier's log (one line per check: docs/auth.md) once it holds every check
+    made before this call, without guessing how long its writing takes: a wrong password under
+    a user name of its own is sent through `send`, and the log read until that check's line is
+    in. The verifier writes a check's line as it answers it, before it takes the next request,
+    so the lines of earlier checks come first. Marker lines are left out."""
+    marker = f"{LOG_MARKER}{time.monotonic_ns()}"
+    send((marker, "not the password"))
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = read_log().splitlines()
+        if any(f'user="{marker}"' in line for line in lines):
+            return [line for line in lines if f'user="{LOG_MARKER}' not in line]
+        assert time.monotonic() < deadline, f"the verifier never logged {marker}: {lines[-5:]}"
+        time.sleep(0.05)
