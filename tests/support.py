@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -113,3 +115,16 @@ def verifier_checks(
             return [line for line in lines if f'user="{LOG_MARKER}' not in line]
         assert time.monotonic() < deadline, f"the verifier never logged {marker}: {lines[-5:]}"
         time.sleep(0.05)
+
+
+def fresh_until(cache: Path, login: tuple[str, str]) -> int:
+    """The last second (since the epoch) in which nginx serves its cached success for `login`
+    from the auth cache folder `cache` without asking the verifier again: the valid_sec of
+    the newest entry, which nginx keeps in the file's header after the format version
+    (ngx_http_file_cache_header_t, two 8-byte fields on 64-bit Linux); nginx uses it while
+    its clock's whole seconds do not pass it."""
+    token = base64.b64encode(":".join(login).encode())
+    found = [p.read_bytes() for p in cache.rglob("*") if p.is_file()]
+    ends = [struct.unpack_from("<qq", data)[1] for data in found if token in data]
+    assert ends, f"no cached success for {login[0]} in {cache}"
+    return max(ends)

@@ -13,7 +13,6 @@ import http.client
 import itertools
 import os
 import stat
-import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.recording import RecordingProxy, recording_proxy
-from tests.support import PASSWORD, run_configgen, verifier_checks
+from tests.support import PASSWORD, fresh_until, run_configgen, verifier_checks
 
 BODY_BYTES = 5 * 1024 * 1024  # well over nginx's default 1 MB limit
 
@@ -197,17 +196,7 @@ def statuses_of(proxy: RecordingProxy, user: str) -> list[str]:
 
 
 def cached_until(proxy: RecordingProxy, login: tuple[str, str]) -> int:
-    """The last second (since the epoch) in which nginx serves its cached success for `login`
-    without asking the verifier again: the valid_sec of its newest cache file, which nginx
-    keeps in the file's header after the format version (ngx_http_file_cache_header_t, two
-    8-byte fields on 64-bit Linux); nginx uses it while its clock's whole seconds do not pass
-    it."""
-    token = base64.b64encode(":".join(login).encode())
-    cache = proxy.run.root / "auth-cache"
-    found = [p.read_bytes() for p in cache.rglob("*") if p.is_file()]
-    ends = [struct.unpack_from("<qq", data)[1] for data in found if token in data]
-    assert ends, f"no cached success for {login[0]}"
-    return max(ends)
+    return fresh_until(proxy.run.root / "auth-cache", login)
 
 
 def wait_until_expired(until: int) -> None:
