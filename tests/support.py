@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -128,3 +129,8 @@ def fresh_until(cache: Path, login: tuple[str, str]) -> int:
     ends = [struct.unpack_from("<qq", data)[1] for data in found if token in data]
     assert ends, f"no cached success for {login[0]} in {cache}"
     return max(ends)
+
+
+def cache_seconds(server_conf: str) -> int:
+    """How long nginx keeps a successful password check, from a rendered mlflow-server.conf."""
+    return int(re.search(r"proxy_cache_valid 200 (\d+)s;", server_conf)[1])
