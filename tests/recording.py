@@ -17,7 +17,6 @@ import socketserver
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from configgen.targets.local import run_folder
 from configgen.waiting import wait_until
 from tests.localstack import free_port
 from tests.servers import listening
-from tests.support import run_configgen
+from tests.support import children, run_configgen, wait_for_new
 
 
 class Recorder(http.server.BaseHTTPRequestHandler):
@@ -94,8 +93,10 @@ class RecordingProxy:
         return done
 
     def reload(self) -> None:
+        """SIGHUP, as `configgen ... --reload` sends; returns once the new workers answer."""
+        old = children(self.server.pid)
         self.server.send_signal(signal.SIGHUP)
-        time.sleep(0.5)  # the new workers take over
+        wait_for_new(lambda: children(self.server.pid), old, "nginx")
 
 
 def _wait(check, process: subprocess.Popen, what: str) -> None:

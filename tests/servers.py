@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import socket
 import subprocess
@@ -91,19 +93,46 @@ def mariadb(folder: Path) -> Iterator[MariaDB]:
         db.stop()
 
 
+@dataclass
+class S3Endpoint:
+    url: str
+    access_key: str
+    secret_key: str
+
+
+# The IAM calls that make the one user of moto_s3's endpoint: moto answers this many without
+# checking anything, and checks the signature and the permissions of every call after them.
+_SETUP_CALLS = 3
+
+
 @contextmanager
-def moto_s3(folder: Path) -> Iterator[str]:
-    """An S3 HTTP endpoint on loopback; yields its URL."""
+def moto_s3(folder: Path) -> Iterator[S3Endpoint]:
+    """An S3 HTTP endpoint on loopback that, like a real one, accepts only requests signed
+    with a key it issued (moto's IAM authentication: INITIAL_NO_AUTH_ACTION_COUNT); yields
+    its URL and the key (an IAM user's, allowed every S3 action)."""
+    import boto3
+
     port = free_port()
     log = folder / "moto.log"
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": str(_SETUP_CALLS)}
     with log.open("wb") as out:
         server = subprocess.Popen(
             [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out, stderr=subprocess.STDOUT,
+            stdout=out, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
     try:
         wait_for_port(port, server, log)
-        yield f"http://127.0.0.1:{port}"
+        url = f"http://127.0.0.1:{port}"
+        # Any key for the calls moto does not check (there is none to sign with yet).
+        unchecked = {"aws_access_key_id": "setup", "aws_secret_access_key": "setup"}
+        iam = boto3.client("iam", endpoint_url=url, region_name="us-east-1", **unchecked)
+        iam.create_user(UserName="mlflow")
+        iam.put_user_policy(UserName="mlflow", PolicyName="s3", PolicyDocument=json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+        }))  # fmt: skip
+        key = iam.create_access_key(UserName="mlflow")["AccessKey"]
+        yield S3Endpoint(url, key["AccessKeyId"], key["SecretAccessKey"])
     finally:
         server.terminate()
         server.wait(timeout=30)

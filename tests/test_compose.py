@@ -9,6 +9,7 @@ variables, and s3rver behind MinIO's interface. The tests run in order and share
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
@@ -16,15 +17,23 @@ import shutil
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 
 from tests import crafted, dockerhost, mlflow_flow, unprivileged
 from tests.dockerhost import COMPOSE_V1, COMPOSE_V2, docker
 from tests.localstack import RunningStack, free_port, mlflow_client_env
-from tests.support import PASSWORD, clean_env
+from tests.support import (
+    PASSWORD,
+    REPO,
+    cache_seconds,
+    clean_env,
+    verifier_checks,
+    wait_for_new,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -40,6 +49,8 @@ class ComposeStack(RunningStack):
     user_bin: Path = Path()
     # Compose v2, as the user's Docker CLI plugin (a copy: the suite's may be out of its reach)
     compose_v2: Path = Path()
+    # The logs and settings of containers a `down` removed (see `keep_what_down_removes`)
+    removed: list[str] = field(default_factory=list)
 
     def as_user(self, *command: str, stdin: str | None = None, timeout: float = 600):
         path = f"{self.user_bin}:/usr/local/bin:/usr/bin:/bin"
@@ -61,6 +72,15 @@ class ComposeStack(RunningStack):
 
     def container(self, service: str) -> str:
         return self.compose("ps", "-q", service).stdout.strip()
+
+    def logs_and_settings(self) -> str:
+        """Every container's log and `docker inspect`, the one-shot bucket job's included."""
+        containers = self.compose("ps", "-a", "-q").stdout.split()
+        assert len(containers) == 6, containers  # five services and the bucket job
+        return self.compose("logs", "--no-color").stdout + docker("inspect", *containers).stdout
+
+    def keep_what_down_removes(self) -> None:
+        self.removed.append(self.logs_and_settings())
 
     def wait_healthy(self, timeout: float = 300) -> float:
         started = time.monotonic()
@@ -152,6 +172,36 @@ def test_the_mlflow_client_through_the_compose_stack(stack: ComposeStack, tmp_pa
     assert "limit=" not in stack.access_log()
 
 
+def test_the_object_store_takes_only_the_stacks_key(stack: ComposeStack):
+    """The stand-in checks the key as the real store does (tests/images/s3/server.js): the
+    artifacts above got in with the stack's key, and a wrong one, or none, is refused."""
+    objectstore = stack.container("objectstore")
+    address = docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                     objectstore).stdout.strip()  # fmt: skip
+    endpoint = f"http://{address}:9000"
+    key, secret = ((stack.project / "secrets" / name).read_text().strip()
+                   for name in ("s3_access_key", "s3_secret_key"))  # fmt: skip
+    listing = s3_client(endpoint, key, secret).list_objects_v2(Bucket="mlflow")
+    assert any(o["Key"].endswith("/model.bin") for o in listing["Contents"]), listing
+    for wrong, code in (((key, "a wrong secret key"), "SignatureDoesNotMatch"),
+                        (("AKIAWRONGKEY", secret), "InvalidAccessKeyId")):  # fmt: skip
+        with pytest.raises(ClientError) as refused:
+            s3_client(endpoint, *wrong).list_objects_v2(Bucket="mlflow")
+        assert refused.value.response["Error"]["Code"] == code
+    unsigned = http.client.HTTPConnection(address, 9000, timeout=30)
+    unsigned.request("GET", "/mlflow?list-type=2")
+    answer = unsigned.getresponse()
+    assert (answer.status, b"<Code>AccessDenied</Code>" in answer.read()) == (403, True)
+    unsigned.close()
+
+
+def s3_client(endpoint: str, key: str, secret: str):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id=key, aws_secret_access_key=secret)  # fmt: skip
+
+
 def test_only_nginx_publishes_a_port(stack: ComposeStack):
     for service in ("nginx", "auth-verifier", "mlflow", "database", "objectstore"):
         ports = json.loads(
@@ -231,48 +281,38 @@ def test_mlflow_runs_as_a_non_root_user(stack: ComposeStack):
     assert top and all(line.split()[1] == "10001" for line in top), top
 
 
-def test_no_secret_in_logs_or_container_settings(stack: ComposeStack):
-    secrets = {
-        p.name: p.read_text().strip() for p in (stack.project / "secrets").iterdir() if p.is_file()
-    }
-    assert len(secrets) == 4
-    secrets["user password"] = PASSWORD
-    logs = stack.compose("logs", "--no-color").stdout
-    inspect = docker(
-        "inspect", *(stack.container(s) for s in ("nginx", "mlflow", "database", "objectstore"))
-    ).stdout
-    for name, value in secrets.items():
-        assert value not in logs, f"{name} appears in the container logs"
-        assert value not in inspect, f"{name} appears in docker inspect"
-    assert "MLFLOW_DB_PASSWORD_FILE=/run/secrets/mysql_password" in inspect
-    # Nor in any process's arguments, which `ps` shows (the entrypoint's `mlflow db upgrade`
-    # is over by now: its arguments are in the log above, which holds no secret either).
-    for service in ("mlflow", "nginx", "auth-verifier"):
-        top = docker("top", stack.container(service), "-eo", "pid,args").stdout
-        for name, value in secrets.items():
-            assert value not in top, f"{name} in the arguments of a {service} process"
-
-
 def nginx_workers(stack: ComposeStack) -> set[str]:
     top = docker("top", stack.container("nginx"), "-eo", "pid,args").stdout.splitlines()
     return {line.split()[0] for line in top if "worker process" in line}
 
 
 def test_user_change_with_reload_reaches_the_container(stack: ComposeStack):
+    bob = ("bob", PASSWORD)
+
+    def bobs_checks() -> list[str]:
+        lines = verifier_checks(lambda: stack.compose("logs", "--no-color", "auth-verifier").stdout,
+                                lambda login: stack.request(SEARCH, login))  # fmt: skip
+        return [line.split()[-2] for line in lines if 'user="bob" ' in line]
+
     add = stack.configgen("htpasswd", "user", "add", "bob", "--password-stdin", stdin=PASSWORD)
     assert add.returncode == 0, add.stderr
-    assert stack.request(SEARCH, ("bob", PASSWORD))[0] == 200
+    cached_at = time.monotonic()
+    assert stack.request(SEARCH, bob)[0] == 200
+    assert stack.request(SEARCH, bob)[0] == 200
+    assert bobs_checks() == ["status=200"]  # checked once: the second came from the cache
     workers = nginx_workers(stack)
     removed = stack.configgen("htpasswd", "user", "remove", "bob", "--reload")
     assert removed.returncode == 0, removed.stderr
     assert f"reloaded the nginx container {PROJECT}-nginx-1" in removed.stdout
-    assert stack.request(SEARCH, ("bob", PASSWORD))[0] == 401
+    assert stack.request(SEARCH, bob)[0] == 401
+    # Within the lifetime of bob's cached success (the image's configuration says how long):
+    # the reload ended it, not its expiry. Then the verifier was asked again, and refused.
+    lifetime = cache_seconds((REPO / "nginx" / "mlflow-server.conf").read_text())
+    assert time.monotonic() - cached_at < lifetime, "bob's success may have expired: no proof"
+    assert bobs_checks() == ["status=200", "status=401"]
     assert stack.request(SEARCH, stack.credentials)[0] == 200
     # SIGHUP made nginx start new workers: the reload really happened.
-    deadline = time.monotonic() + 5
-    while nginx_workers(stack) & workers:
-        assert time.monotonic() < deadline, "nginx kept its old workers: no reload"
-        time.sleep(0.2)
+    wait_for_new(lambda: nginx_workers(stack), workers, "nginx")
 
 
 def test_killed_mlflow_gives_a_quick_502_and_comes_back(stack: ComposeStack):
@@ -300,6 +340,7 @@ def test_killed_mlflow_gives_a_quick_502_and_comes_back(stack: ComposeStack):
 
 
 def test_down_and_up_keep_runs_metrics_and_artifacts(stack: ComposeStack, tmp_path: Path):
+    stack.keep_what_down_removes()  # for test_no_secret_in_logs_or_container_settings
     stack.compose("down")  # volumes kept
     started = time.monotonic()
     stack.compose("up", "-d", binary=COMPOSE_V1)  # and Debian's docker-compose 1.29 can run it
@@ -325,19 +366,56 @@ def test_down_and_up_keep_runs_metrics_and_artifacts(stack: ComposeStack, tmp_pa
 
 
 def test_late_database_is_waited_for_without_a_crash_loop(stack: ComposeStack):
+    mlflow_id = stack.container("mlflow")
+
+    def waits() -> int:
+        logs = docker("logs", mlflow_id)
+        return (logs.stdout + logs.stderr).count("waiting for the database at database:3306")
+
+    before = waits()
     stack.compose("stop", "database", binary=COMPOSE_V1)
     stack.compose("restart", "mlflow", binary=COMPOSE_V1)  # starts while the database is away
-    time.sleep(8)
-    mlflow_id = stack.container("mlflow")
+    # Until its entrypoint has said twice that it waits: it keeps waiting, not giving up.
+    deadline = time.monotonic() + 120
+    while waits() < before + 2:
+        assert time.monotonic() < deadline, docker("logs", "--tail", "20", mlflow_id).stderr
+        time.sleep(0.5)
     state = json.loads(docker("inspect", "-f", "{{json .State}}", mlflow_id).stdout)
     assert state["Running"] and not state["Restarting"], state
     assert stack.request(SEARCH, stack.credentials)[0] in (502, 503)
     stack.compose("start", "database", binary=COMPOSE_V1)
     stack.wait_healthy(timeout=180)
-    logs = docker("logs", mlflow_id).stderr + docker("logs", mlflow_id).stdout
-    assert "waiting for the database at database:3306" in logs
     # The same process waited and then served: it never exited.
     assert (
         json.loads(docker("inspect", "-f", "{{json .State}}", mlflow_id).stdout)["Pid"]
         == state["Pid"]
     )
+
+
+def test_no_secret_in_logs_or_container_settings(stack: ComposeStack):
+    """Last, so that it sees what the crash, the outage and the restarts above logged (and the
+    containers the restart replaced, kept before their `down`)."""
+    secrets = {
+        p.name: p.read_text().strip() for p in (stack.project / "secrets").iterdir() if p.is_file()
+    }
+    assert len(secrets) == 4
+    secrets["user password"] = PASSWORD
+    secrets["alice's login, as an Authorization header"] = base64.b64encode(
+        f"alice:{PASSWORD}".encode()
+    ).decode()
+    key = (stack.project / "secrets" / "tls" / "key.pem").read_text().splitlines()
+    body = [line for line in key if not line.startswith("-----")]
+    assert body, key  # PEM: lines of base64 between the markers
+    secrets |= {f"TLS private key, line {i}": line for i, line in enumerate(body, 1)}
+    everything = [*stack.removed, stack.logs_and_settings()]
+    assert len(everything) == 2, "test_down_and_up_keep_runs_metrics_and_artifacts ran first"
+    found = {name for name, value in secrets.items() for text in everything if value in text}
+    assert found == set(), "in a container's log or settings"
+    assert "MLFLOW_DB_PASSWORD_FILE=/run/secrets/mysql_password" in everything[-1]
+    # Nor in any process's arguments, which `ps` shows (the entrypoint's `mlflow db upgrade`
+    # is over by now: its arguments are in the log above, which holds no secret either).
+    for service in ("nginx", "auth-verifier", "mlflow", "database", "objectstore"):
+        top = docker("top", stack.container(service), "-eo", "pid,args").stdout
+        assert len(top.splitlines()) > 1, (service, top)
+        found = {name for name, value in secrets.items() if value in top}
+        assert found == set(), f"in the arguments of a {service} process"

@@ -30,12 +30,13 @@ from typing import ClassVar
 import boto3
 import pytest
 import yaml
+from botocore.exceptions import ClientError
 from mlflow import MlflowClient
 
 from tests import crafted, dockerhost, mlflow_flow, unprivileged
 from tests.dockerhost import docker
 from tests.localstack import RunningStack, environ, free_port, mlflow_client_env
-from tests.support import PASSWORD, REPO
+from tests.support import PASSWORD, REPO, cache_seconds, verifier_checks, wait_for_new
 
 pytestmark = pytest.mark.slow
 
@@ -98,6 +99,23 @@ class EBHost(RunningStack):
         self.run("mkdir", "-p", "/opt/elasticbeanstalk/test-env")
         docker("exec", "-i", self.host_container, "sh", "-c",
                "cat > /opt/elasticbeanstalk/test-env/MLFLOW_HTPASSWD", input=text)  # fmt: skip
+
+    def nginx_workers(self) -> set[str]:
+        """The living children of EB's nginx master (its workers), read from /proc."""
+        script = (
+            "master=$(cat /run/nginx.pid); for stat in /proc/[0-9]*/stat; do "
+            'read -r line < "$stat" 2>/dev/null || continue; set -- $line; '
+            '[ "$4" = "$master" ] && [ "$3" != Z ] && echo "$1"; done; true'
+        )
+        return set(self.run("sh", "-c", script).stdout.split())
+
+    def checks_of(self, user: str) -> list[str]:
+        """The verifier's answers to `user`'s password checks so far (EB's nginx logs them)."""
+        lines = verifier_checks(
+            lambda: self.run("cat", "/var/log/nginx/mlflow-auth.log").stdout,
+            lambda login: self.request(SEARCH, login),
+        )
+        return [line.split()[-2] for line in lines if f'user="{user}" ' in line]
 
     def point_upstream_at(self, app: str) -> None:
         """What EB writes for the container's first port."""
@@ -339,8 +357,9 @@ def test_a_second_instance_sees_the_same_runs_and_artifacts(serving: EBHost, tmp
     # Scale out: a new instance's container on the same RDS and S3, behind the same nginx.
     start_app(serving.apps[1], serving.app_env)
     serving.point_upstream_at(serving.apps[1])
+    workers = serving.nginx_workers()
     serving.run("nginx", "-s", "reload")
-    time.sleep(1)
+    wait_for_new(serving.nginx_workers, workers, "EB's nginx")  # only the new upstream now
     docker("stop", serving.apps[0])
     with through_nginx(serving):
         client = MlflowClient(tracking_uri=serving.url)
@@ -355,15 +374,54 @@ def test_a_configuration_deployment_changes_the_users(serving: EBHost):
                              stdin="bob's password 123")  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert serving.configgen("htpasswd", "user", "remove", "alice").returncode == 0
-    assert serving.request(SEARCH, serving.credentials)[0] == 200  # alice, cached
+    # alice, still in the instance's users file, logs in twice: the second time from the cache.
+    checked = len(serving.checks_of("alice"))
+    cached_at = time.monotonic()
+    assert serving.request(SEARCH, serving.credentials)[0] == 200
+    assert serving.request(SEARCH, serving.credentials)[0] == 200
+    assert serving.checks_of("alice")[checked:] in ([], ["status=200"])  # at most one check
+    checked = len(serving.checks_of("alice"))
+    # The changed secret, and the hook as a configuration deployment runs it, nginx running:
+    # it reloads nginx itself (systemctl, as on the instance), which returns before the new
+    # workers run; from when the old ones are gone, only the new users apply.
     serving.set_users(users.read_text())
+    workers = serving.nginx_workers()
     done = serving.run(CONFIG_HOOK)
     assert done.stdout == "mlflow users: wrote 1 users to /etc/nginx/secrets/htpasswd\n"
-    # The hook reloads nginx through systemd; the stand-in host has none.
-    serving.run("nginx", "-s", "reload")
-    time.sleep(1)
+    assert done.stderr == ""  # no "nginx did not reload"
+    wait_for_new(serving.nginx_workers, workers, "EB's nginx")
     assert serving.request(SEARCH, ("bob", "bob's password 123"))[0] == 200
-    assert serving.request(SEARCH, serving.credentials)[0] == 401  # at once: a new generation
+    assert serving.request(SEARCH, serving.credentials)[0] == 401
+    # At once: within her cached success's lifetime (the bundle's configuration says how
+    # long), so the reload's new generation ended it, not its expiry; checked again, refused.
+    conf = serving.project / "staging" / ".platform" / "nginx" / "conf.d" / "elasticbeanstalk"
+    lifetime = cache_seconds((conf / "mlflow-server.conf").read_text())
+    assert time.monotonic() - cached_at < lifetime, "alice's success may have expired: no proof"
+    assert serving.checks_of("alice")[checked:] == ["status=401"]
+
+
+def test_the_object_store_takes_only_the_instances_key(serving: EBHost):
+    """The stand-in checks the key as S3 does (tests/images/s3/server.js): the instances got
+    their artifacts in with theirs, and a wrong one, or none, is refused."""
+    endpoint = f"http://{ip(f'{PREFIX}-s3')}:9000"
+
+    def s3(key: str, secret: str):
+        return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                            aws_access_key_id=key, aws_secret_access_key=secret)  # fmt: skip
+
+    right = S3_KEYS["AWS_ACCESS_KEY_ID"], S3_KEYS["AWS_SECRET_ACCESS_KEY"]
+    listing = s3(*right).list_objects_v2(Bucket=BUCKET)
+    assert any(o["Key"].endswith("/MLmodel") for o in listing["Contents"]), listing
+    for wrong, code in (((right[0], "a wrong secret key"), "SignatureDoesNotMatch"),
+                        (("AKIAWRONGKEY", right[1]), "InvalidAccessKeyId")):  # fmt: skip
+        with pytest.raises(ClientError) as refused:
+            s3(*wrong).list_objects_v2(Bucket=BUCKET)
+        assert refused.value.response["Error"]["Code"] == code
+    unsigned = http.client.HTTPConnection(ip(f"{PREFIX}-s3"), 9000, timeout=30)
+    unsigned.request("GET", f"/{BUCKET}?list-type=2")
+    answer = unsigned.getresponse()
+    assert (answer.status, b"<Code>AccessDenied</Code>" in answer.read()) == (403, True)
+    unsigned.close()
 
 
 def test_bundle_passes_eb_check_and_holds_no_secret(deployed: EBHost):

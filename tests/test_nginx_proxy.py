@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import itertools
 import os
 import stat
 import threading
@@ -20,8 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from configgen.waiting import wait_until
 from tests.recording import RecordingProxy, recording_proxy
-from tests.support import PASSWORD, run_configgen
+from tests.support import PASSWORD, fresh_until, run_configgen, verifier_checks
 
 BODY_BYTES = 5 * 1024 * 1024  # well over nginx's default 1 MB limit
 
@@ -135,12 +137,24 @@ def test_uploads_stream_through_instead_of_being_spooled(proxy: RecordingProxy):
     assert proxy.seen[-1]["body"] == BODY_BYTES
 
 
+def access_log_after(proxy: RecordingProxy) -> str:
+    """The access log once the lines of every request answered so far are in: nginx writes
+    a request's line as it finishes it, so a later request's line comes after them."""
+    marker = f"/log-marker-{time.monotonic_ns()}"
+    assert request(proxy.port, marker, ("alice", PASSWORD)).status == 200
+    path = proxy.logs / "nginx-access.log"
+    deadline = time.monotonic() + 30
+    while marker not in (log := path.read_text() if path.exists() else ""):
+        assert time.monotonic() < deadline, "the marker request never reached the access log"
+        time.sleep(0.05)
+    return log
+
+
 def test_access_log_names_the_user_but_never_the_credentials(proxy: RecordingProxy):
     request(proxy.port, "/", ("alice", PASSWORD))
     request(proxy.port, "/", ("alice", "a wrong guess"))
     request(proxy.port, "/health")
-    time.sleep(0.2)
-    log = (proxy.logs / "nginx-access.log").read_text()
+    log = access_log_after(proxy)
     assert '"GET / HTTP/1.1" 200' in log
     assert "alice" in log
     for secret in (PASSWORD, "a wrong guess"):
@@ -163,11 +177,33 @@ def test_python_clients_are_kept_to_proxied_artifact_transfers(proxy: RecordingP
 BOB = ("bob", "another long passphrase")
 
 
+# Where the log markers of `checks` come from: each from an address of its own, so that they
+# use up no client's allowance under the verifier's limits.
+MARKER_SOURCES = itertools.cycle(f"127.0.0.{i}" for i in range(200, 250))
+
+
 def checks(proxy: RecordingProxy) -> list[str]:
-    """The verifier's log: one line per bcrypt check (cache miss)."""
-    time.sleep(0.1)
+    """The verifier's log: one line per bcrypt check (cache miss), every one made so far."""
     path = proxy.logs / "nginx-auth.log"
-    return path.read_text().splitlines() if path.exists() else []
+    return verifier_checks(
+        lambda: path.read_text() if path.exists() else "",
+        lambda login: request(proxy.port, "/x", login, source=next(MARKER_SOURCES)),
+    )
+
+
+def statuses_of(proxy: RecordingProxy, user: str) -> list[str]:
+    """The verifier's answers to the checks of `user`'s passwords so far."""
+    return [line.split()[-2] for line in checks(proxy) if f'user="{user}" ' in line]
+
+
+def cached_until(proxy: RecordingProxy, login: tuple[str, str]) -> int:
+    return fresh_until(proxy.run.root / "auth-cache", login)
+
+
+def wait_until_expired(until: int) -> None:
+    """Until nginx's clock (whole seconds) has passed `until`."""
+    while int(time.time()) <= until:
+        time.sleep(until + 1 - time.time() + 0.01)
 
 
 def test_a_valid_credential_is_hashed_once(proxy: RecordingProxy):
@@ -276,10 +312,7 @@ def flood(port: int, sources: list[str]) -> Iterator[list[int]]:
 
 
 def wait_for(condition, what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
+    wait_until(condition, timeout, what)
 
 
 @pytest.mark.parametrize(
@@ -291,13 +324,13 @@ def wait_for(condition, what: str, timeout: float = 30) -> None:
 def test_a_recent_login_keeps_working_through_a_guessing_flood(proxy: RecordingProxy):
     port = proxy.port
     assert request(port, "/x", ("alice", PASSWORD)).status == 200
-    verified_at = time.monotonic()
+    fresh_until = cached_until(proxy, ("alice", PASSWORD))
     sources = [f"127.0.0.{i}" for i in range(2, 8)]
     with flood(port, sources) as statuses:
-        # Until the limits are full, and alice's cached check has expired (nginx counts whole
-        # seconds: after at most two).
+        # Until the limits are full, and alice's cached check has expired (when nginx's own
+        # record of it says).
         wait_for(lambda: statuses.count(429) >= 20, "the flood never filled the limits")
-        time.sleep(max(0.0, verified_at + 2.1 - time.monotonic()))
+        wait_until_expired(fresh_until)
         answers = [request(port, "/x", ("alice", PASSWORD)).status for _ in range(10)]
         assert answers == [200] * 10, answers
         # A change with a reload (a new generation in the key) still revokes at once: nothing
@@ -327,39 +360,68 @@ def test_x_forwarded_for_from_a_trusted_load_balancer_names_the_client(proxy: Re
     assert checks(proxy)[-1].split()[1] == "client=198.51.100.7"
 
 
-@pytest.mark.parametrize("proxy", ["  cache_seconds: 2\n"], indirect=True)
+CACHE_SECONDS = 4
+
+
+@pytest.mark.parametrize("proxy", [f"  cache_seconds: {CACHE_SECONDS}\n"], indirect=True)
 def test_removal_applies_at_once_with_reload_and_within_the_lifetime_without(proxy: RecordingProxy):
+    """Each change is made in the project first, then a login is checked and cached with the
+    copy nginx still reads, then the copy is updated (what `configgen up`'s supervisor does):
+    the cached success is then fresh for as long as the stack file says, whatever the time a
+    `configgen` run takes."""
+    alice = ("alice", PASSWORD)
     add = proxy.configgen("htpasswd", "user", "add", BOB[0], "--password-stdin", stdin=BOB[1])
     assert add.returncode == 0, add.stderr
-    cached_at = time.monotonic()
-    assert request(proxy.port, "/x", ("alice", PASSWORD)).status == 200
     assert request(proxy.port, "/x", BOB).status == 200
 
-    # Without a reload the cached success stands until it expires: nginx counts whole
-    # seconds, so after cache_seconds and at most one more.
-    assert proxy.configgen("htpasswd", "user", "remove", "alice").returncode == 0
-    assert request(proxy.port, "/x", ("alice", PASSWORD)).status == 200
-    time.sleep(cached_at + 3.1 - time.monotonic())
-    assert request(proxy.port, "/x", ("alice", PASSWORD)).status == 401
+    # Without a reload the cached success stands until it expires, after cache_seconds
+    # (nginx counts whole seconds: and up to one more).
+    assert run_configgen("htpasswd", "user", "remove", "alice", cwd=proxy.project).returncode == 0
+    before = int(time.time())
+    assert request(proxy.port, "/x", alice).status == 200
+    fresh_until = cached_until(proxy, alice)
+    assert before <= fresh_until - CACHE_SECONDS <= int(time.time())
+    proxy.sync()
+    assert request(proxy.port, "/x", alice).status == 200  # the verifier's copy has no alice:
+    assert statuses_of(proxy, "alice") == ["status=200"]  # the cache answered
+    wait_until_expired(fresh_until)
+    assert request(proxy.port, "/x", alice).status == 401
 
-    # With a reload (a new generation in the cache key) the change is immediate ...
-    assert request(proxy.port, "/x", BOB).status == 200  # cached again
-    passwd = proxy.configgen("htpasswd", "user", "passwd", BOB[0], "--password-stdin",
-                             stdin="a brand new passphrase")  # fmt: skip
+    # With a reload (a new generation in the cache key) the change is immediate, while the old
+    # password's success is still fresh in the cache ...
+    new_password = (BOB[0], "a brand new passphrase")
+    passwd = run_configgen("htpasswd", "user", "passwd", BOB[0], "--password-stdin",
+                           cwd=proxy.project, stdin=new_password[1])  # fmt: skip
     assert passwd.returncode == 0
-    proxy.reload()
-    assert request(proxy.port, "/x", BOB).status == 401
-    assert request(proxy.port, "/x", (BOB[0], "a brand new passphrase")).status == 200
+    assert_revoked_by_the_reload(proxy, BOB)
+    assert request(proxy.port, "/x", new_password).status == 200
 
     # ... even when the users file ends up as it was at the last reload: a user added and
     # cached without a reload, then removed with one.
     carol = ("carol", "yet another passphrase")
     add = proxy.configgen("htpasswd", "user", "add", carol[0], "--password-stdin", stdin=carol[1])
     assert add.returncode == 0
-    assert request(proxy.port, "/x", carol).status == 200  # cached
-    assert proxy.configgen("htpasswd", "user", "remove", carol[0]).returncode == 0
+    assert run_configgen("htpasswd", "user", "remove", carol[0], cwd=proxy.project).returncode == 0
+    assert_revoked_by_the_reload(proxy, carol)
+
+
+def assert_revoked_by_the_reload(proxy: RecordingProxy, login: tuple[str, str]) -> None:
+    """`login`, changed in the project but not yet in nginx's copy, logs in twice, the second
+    time from the cache; with the copy updated and nginx reloaded it is refused while its
+    cached success is still fresh: the reload ended it, not its expiry. (The verifier's log
+    is read before and after, not in between: its markers would take time from the window.)"""
+    checked_before = len(statuses_of(proxy, login[0]))
+    assert request(proxy.port, "/x", login).status == 200
+    assert request(proxy.port, "/x", login).status == 200
+    fresh_until = cached_until(proxy, login)
+    proxy.sync()
     proxy.reload()
-    assert request(proxy.port, "/x", carol).status == 401
+    assert request(proxy.port, "/x", login).status == 401
+    assert int(time.time()) <= fresh_until, "the cached success expired first: no proof"
+    # The first login was checked (unless still cached from before), the second was not; the
+    # one after the reload was checked again, and refused.
+    after = statuses_of(proxy, login[0])[checked_before:]
+    assert after in (["status=200", "status=401"], ["status=401"]), after
 
 
 def test_cached_credentials_live_only_on_tmpfs(proxy: RecordingProxy):
