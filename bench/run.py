@@ -374,12 +374,20 @@ def flood_worker(url: str, seconds: float, counter: multiprocessing.Value,
         counter.value += asyncio.run(main())
 
 
-def health_latencies(url: str, stop: threading.Event, out: list[float]) -> None:
+def health_latencies(url: str, stop: threading.Event, out: list[float],
+                     errors: list[str]) -> None:  # fmt: skip
+    """Probe /health every 20 ms until `stop`. A failed probe goes to `errors`, never kills
+    the thread: a prober that died silently would leave its phase with fewer probes and no
+    sign of why."""
     while not stop.is_set():
         started = time.perf_counter()
-        with urllib.request.urlopen(f"{url}/health", timeout=10):
-            pass
-        out.append((time.perf_counter() - started) * 1000)
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=10):
+                pass
+        except Exception as err:  # any failure is a finding the report must carry
+            errors.append(f"{type(err).__name__}: {err}")
+        else:
+            out.append((time.perf_counter() - started) * 1000)
         time.sleep(0.02)
 
 
@@ -430,10 +438,13 @@ def lockout(url: str, auth: str, seconds: float, auth_log: Path,
     while time.monotonic() < deadline:
         statuses.append(status())
         time.sleep(0.05)
+    # Still flooding when stopped: a flood that died early would leave the limits free.
+    flood_ran_to_the_end = flooder.is_alive()
     flooder.terminate()
     flooder.join()
     flooding = time.monotonic() - started
     return {
+        "flood_ran_to_the_end": flood_ran_to_the_end,
         "valid_requests": len(statuses),
         "valid_refused": sum(s != 200 for s in statuses),
         "flood_seconds": round(flooding, 1),
@@ -442,24 +453,31 @@ def lockout(url: str, auth: str, seconds: float, auth_log: Path,
     }
 
 
-def flood(url: str, auth: str, seconds: float, rounds: int, work: Path) -> dict[str, float]:
+def flood(url: str, auth: str, seconds: float, rounds: int, work: Path,
+          auth_log: Path | None = None) -> dict:  # fmt: skip
     """The valid user's throughput and /health's latency without, then with, the flood, in
     alternating rounds (medians). /health is probed in both phases, so that the two
-    throughputs compare like for like."""
+    throughputs compare like for like. With the verifier's `auth_log`, also how many of the
+    flood's checks it held back (proof that the flood came faster than its limit)."""
     get = f"{url}/api/2.0/mlflow/experiments/get?experiment_id=0"
+    probe_errors: list[str] = []
 
     def probed() -> tuple[dict, list[float]]:
         latencies: list[float] = []
         stop = threading.Event()
-        prober = threading.Thread(target=health_latencies, args=(url, stop, latencies))
+        prober = threading.Thread(target=health_latencies,
+                                  args=(url, stop, latencies, probe_errors))  # fmt: skip
         prober.start()
         try:
             return wrk(get, "GET", None, auth, seconds, work), latencies
         finally:
+            if not prober.is_alive():
+                probe_errors.append("the /health prober stopped before its phase ended")
             stop.set()
             prober.join()
 
-    alone, during, quiet, loud, failed, sent, flooding = [], [], [], [], 0, 0, 0.0
+    alone, during, quiet, loud, failed, flooding = [], [], [], [], 0, 0.0
+    sent, exit_codes = [], []
     for _ in range(rounds):
         figures, latencies = probed()
         alone.append(figures["rps"])
@@ -473,23 +491,34 @@ def flood(url: str, auth: str, seconds: float, rounds: int, work: Path) -> dict[
         # The flooder ends when its last held-back guess is answered, past its deadline.
         flooder.join()
         flooding += time.monotonic() - started
+        exit_codes.append(flooder.exitcode)
         during.append(figures["rps"])
         failed += figures["failed"]
         loud += latencies
-        sent += counter.value
-    return {
+        sent.append(counter.value)
+    result = {
         "valid_rps_alone": statistics.median(alone),
         "valid_rps_during_flood": statistics.median(during),
         "valid_failed_during_flood": failed,
         "health_p99_ms_alone": round(p99(quiet), 1),
         "health_p99_ms_during_flood": round(p99(loud), 1),
         "health_probes": len(loud),
+        "health_probes_alone": len(quiet),
+        "health_probe_errors": probe_errors,
         "health_over_100ms_alone": sum(ms > 100 for ms in quiet),
         "health_over_100ms_during_flood": sum(ms > 100 for ms in loud),
-        "flood_requests_per_s": round(sent / flooding, 1),
+        "flood_requests_per_s": round(sum(sent) / flooding, 1),
+        "flood_seconds": round(flooding, 1),
+        "flood_exit_codes": exit_codes,
+        "rounds_flood_requests": sent,
         "rounds_valid_rps_alone": alone,
         "rounds_valid_rps_during_flood": during,
     }
+    if auth_log is not None:
+        lines = [x for x in auth_log.read_text().splitlines() if f"client={FLOOD_SOURCE} " in x]
+        result["flood_checks"] = len(lines)
+        result["flood_checks_delayed"] = sum("limit=DELAYED" in x for x in lines)
+    return result
 
 
 # -- the report -------------------------------------------------------------------------------
@@ -703,7 +732,12 @@ def main() -> int:
         print("flood ...", file=sys.stderr)
         settle()
         # At least 4 s per phase: /health p99 needs a few hundred probes to be a p99 at all.
-        result["flood"] = flood(urls["stack"][0], bench.auth, max(seconds, 4), rounds_count, work)
+        result["flood"] = flood(urls["stack"][0], bench.auth, max(seconds, 4), rounds_count, work,
+                                bench.logs("stack") / "nginx-auth.log")  # fmt: skip
+        limits = bench.project.stack.auth
+        result["flood"]["limit_per_client"] = {
+            "rate_per_s": limits.verify_rate_per_client, "burst": limits.verify_burst,
+        }  # fmt: skip
         # The lock-out: the stack as it is, and as it was without its rule for expired checks.
         lockout_file = work / "lockout-stack.yaml"
         lockout_file.write_text("auth:\n  bcrypt_cost: 12\n  cache_seconds: 1\n")
@@ -720,6 +754,9 @@ def main() -> int:
     for name, figures in result["variants"].items():
         if figures["get_failed"] or figures["post_failed"]:
             print(f"warning: {name} had failed requests: {figures}", file=sys.stderr)
+    if result["flood"]["health_probe_errors"]:
+        print(f"warning: /health probes failed: {result['flood']['health_probe_errors'][:5]}",
+              file=sys.stderr)  # fmt: skip
     print(markdown(result))
     result["targets"] = {name: {"measured": round(value, 3), "goal": goal, "met": ok}
                          for name, value, goal, ok in targets(result)}  # fmt: skip

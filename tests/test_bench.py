@@ -1,6 +1,8 @@
 """bench/run.py keeps working: it runs every variant and reports the figures it promises.
-No timing is asserted here (that is the bench's own job, as ratios in one run), but the
-stack must answer every authenticated request of the load and the flood with success."""
+No speed is asserted here (that is the bench's own job, as ratios in one run), but the
+stack must answer every authenticated request of the load and the flood with success, and
+the floods and the /health probes must really have run (a bench whose flood died would
+report a stack untroubled by it)."""
 
 from __future__ import annotations
 
@@ -49,12 +51,24 @@ def test_bench_smoke_run(tmp_path: Path):
     }
     flood = result["flood"]
     assert flood["valid_failed_during_flood"] == 0
-    assert flood["health_probes"] > 10
+    # The flood ran: every flooding process ended well, each round got answers, and it came
+    # faster than the verifier lets one address be checked (it held some checks back) ...
+    assert flood["flood_exit_codes"] == [0] * result["rounds"], flood["flood_exit_codes"]
+    assert all(n > 0 for n in flood["rounds_flood_requests"]), flood["rounds_flood_requests"]
+    assert flood["flood_checks"] > 0 and flood["flood_checks_delayed"] > 0, flood
+    # ... yet was answered no faster than that limit allows: its rate plus a burst a round.
+    limit = flood["limit_per_client"]
+    allowed = limit["rate_per_s"] + limit["burst"] * result["rounds"] / flood["flood_seconds"]
+    assert 0 < flood["flood_requests_per_s"] <= allowed, (flood["flood_requests_per_s"], allowed)
+    # /health was probed all along both phases, and every probe was answered.
+    assert flood["health_probe_errors"] == []
+    assert flood["health_probes"] > 10 and flood["health_probes_alone"] > 10, flood
     assert {"valid_rps_alone", "valid_rps_during_flood", "health_p99_ms_during_flood"} <= set(flood)
     # With the limits full (the bench waits until they refuse guesses from eight addresses), a
     # valid user whose check keeps expiring gets in; without the stale rule it is locked out;
     # guessing stays within what the limits allow.
     lock = result["lockout"]
+    assert lock["flood_ran_to_the_end"] and result["lockout_without_stale"]["flood_ran_to_the_end"]
     assert lock["valid_refused"] == 0 < lock["valid_requests"]
     assert result["lockout_without_stale"]["valid_refused"] > 0
     assert 0 < lock["guesses_hashed"] <= lock["guess_allowance"]
