@@ -107,6 +107,13 @@ def api(base: str, path: str, body: dict | None = None, auth: str | None = None)
         return json.loads(response.read() or b"{}")
 
 
+def request_seconds(url: str, auth: str | None) -> float:
+    """How long one authenticated GET takes, alone."""
+    started = time.monotonic()
+    api(url, "/api/2.0/mlflow/experiments/get?experiment_id=0", auth=auth)
+    return time.monotonic() - started
+
+
 # -- the variants -------------------------------------------------------------------------
 
 
@@ -615,14 +622,15 @@ def markdown(result: dict) -> str:
 def environment() -> dict[str, str]:
     import mlflow
 
-    version = [run_folder.find_nginx(), "-v"]
-    nginx_version = subprocess.run(version, capture_output=True, text=True).stderr
+    nginx_bin = run_folder.find_nginx()
+    nginx_version = subprocess.run([nginx_bin, "-v"], capture_output=True, text=True).stderr
     return {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
         "python": platform.python_version(),
         "mlflow": mlflow.__version__,
         "nginx": nginx_version.strip().removeprefix("nginx version: "),
+        "nginx_binary": nginx_bin,
         "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split()[1],
     }
 
@@ -642,7 +650,7 @@ def main() -> int:
         sys.exit("bench: wrk is missing; install it with `apt-get install wrk`")
     # Consecutive runs of one variant differ by up to a third here (5 s) or half (2 s):
     # enough rounds for the medians to settle.
-    # --smoke: 2 s, so that even bcrypt at cost 12 on a busy machine completes requests.
+    # --smoke: one round of at least 2 s (longer on a busy machine: see below).
     rounds_count, seconds = (1, 2) if args.smoke else (5, 2) if args.quick else (6, 5)
     artifact_rounds = 2 if args.smoke else 6  # even: each variant goes first in half of them
 
@@ -687,6 +695,12 @@ def main() -> int:
         for url, auth in urls.values():  # warm-up (and the first check of the credential)
             wrk(f"{url}/api/2.0/mlflow/experiments/get?experiment_id=0", "GET", None, auth, 1,
                 work)  # fmt: skip
+        if args.smoke:
+            # Long enough for every variant to answer, on this machine as busy as it is now:
+            # a few times the slowest variant's single request (bcrypt at cost 12, plainly).
+            slowest = max(request_seconds(url, auth) for url, auth in urls.values())
+            seconds = max(seconds, math.ceil(4 * slowest))
+            result["seconds_per_round"] = seconds
         # The variants take turns, round after round, so that a slow moment of this shared
         # machine does not land on one of them only; each figure is the median of its rounds.
         samples: dict[str, list[dict]] = {name: [] for name in VARIANTS}
