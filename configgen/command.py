@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from configgen import stack, tls
-from configgen.errors import CheckFailed
+from configgen.errors import CheckFailed, ConfiggenError
 
 EXIT_CODES = "exit codes: 0 success, 1 a check found problems, 2 bad input or usage"
 Subcommands = argparse._SubParsersAction
@@ -41,6 +41,14 @@ def say(message: str) -> None:
 
 def warn(message: str) -> None:
     print(f"configgen: warning: {message}", file=sys.stderr)
+
+
+def show_error(err: ConfiggenError) -> int:
+    """An error as the user sees it: its details, then one line; returns its exit code."""
+    for line in err.details:
+        print(f"  | {line}", file=sys.stderr)
+    print(f"configgen: {err}", file=sys.stderr)
+    return err.exit_code
 
 
 def report(problems: list[str], summary: str) -> None:

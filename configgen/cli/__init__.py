@@ -38,10 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.func(args)
     except ConfiggenError as err:
-        for line in err.details:
-            print(f"  | {line}", file=sys.stderr)
-        print(f"configgen: {err}", file=sys.stderr)
-        return err.exit_code
+        return command.show_error(err)
     except KeyboardInterrupt:
         print("configgen: interrupted", file=sys.stderr)
         return 130

@@ -86,7 +86,7 @@ class RunFolder:
 
     def prepare(self) -> None:
         """Make the folders; as root, let the workers' group in (traverse only, and read the
-        users folder). The root folder itself is made and checked by its owner (local.py)."""
+        users folder). The root folder itself is made and checked by its owner (data.py)."""
         for folder in (self.conf, self.users):
             make_private_dirs(folder)
         gid = workers_group()

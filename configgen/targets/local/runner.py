@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from configgen import mlflow_server, nginx
+from configgen import command, mlflow_server, nginx
 from configgen.container import bucket
 from configgen.container.server import BACKEND_STORE_VARIABLE
 from configgen.errors import ConfiggenError, StackFailed
@@ -159,10 +159,6 @@ def run(
         say(f"stopped ({stopped})")
 
 
-def _say(message: str) -> None:
-    print(message, flush=True)
-
-
 def background_main() -> int:
     """The detached supervisor (detached.py starts it, its output going to up.log): the same
     run, its options read as JSON from standard input."""
@@ -172,14 +168,13 @@ def background_main() -> int:
     data = DataDir(Path(given["data"]))
     try:
         project = read(Path(given["stack_file"]))
-        ready = f"stop with `configgen down --data {data.root}`"
+        def ready(url: str) -> None:
+            command.say(f"ready at {url}; stop with `configgen down --data {data.root}`")
+
         run(project, data, options, nginx_bin=run_folder.find_nginx(), environ=os.environ,
-            say=_say, on_ready=lambda url: _say(f"ready at {url}; {ready}"))  # fmt: skip
+            say=command.say, on_ready=ready)
     except ConfiggenError as err:
-        for line in err.details:
-            _say(f"  | {line}")
-        _say(f"configgen: {err}")
-        return err.exit_code
+        return command.show_error(err)
     return 0
 
 
