@@ -31,6 +31,9 @@ OBJECT_STORE_PORT = 9000
 # The nginx image's build context, holding its rendered configuration.
 NGINX_FOLDER = "nginx"
 NGINX_ENTRYPOINT = "docker-entrypoint.sh"
+NGINX_CONF_DIR = "/etc/nginx"
+# Where the users folder (secrets/nginx on the host) is mounted, read-only, in the image.
+USERS_FOLDER = f"{NGINX_CONF_DIR}/{nginx.SECRETS_FOLDER}"
 AUTH_SOCKET_DIR = "/run/mlflow-auth"
 HTTP_PORT = 8080  # inside the nginx container; compose publishes proxy.port here
 HTTPS_PORT = 8443  # and tls.port here
@@ -66,7 +69,7 @@ def context(project: Project) -> dict[str, object]:
         "port": stack.proxy.port,
         "nginx_build": _relative(project.root / NGINX_FOLDER, project),
         "nginx_secrets": _relative(project.htpasswd.parent, project),
-        "nginx_secrets_target": f"/etc/nginx/{nginx.SECRETS_FOLDER}",
+        "nginx_secrets_target": USERS_FOLDER,
         "auth_socket_dir": AUTH_SOCKET_DIR,
         "mlflow_build": _relative(project.root / mlflow_image.FOLDER, project),
         "mlflow_image": stack.mlflow_image,
@@ -132,8 +135,8 @@ def nginx_image(stack: Stack) -> list[Output]:
         "entrypoint": NGINX_ENTRYPOINT,
         "http_port": HTTP_PORT,
         "auth_socket_dir": AUTH_SOCKET_DIR,
-        "users_folder": f"/etc/nginx/{nginx.SECRETS_FOLDER}",
-        "htpasswd": f"/etc/nginx/{nginx.htpasswd_path(stack)}",
+        "users_folder": USERS_FOLDER,
+        "htpasswd": f"{NGINX_CONF_DIR}/{nginx.htpasswd_path(stack)}",
         "workers": nginx.WORKERS,
     }
     return [
