@@ -157,6 +157,10 @@ class Images:
     mlflow: str = setting(
         "", Text(f"|{IMAGE.pattern}", IMAGE.what, lambda image: image and check_image(image))
     )
+    # Empty: built from stack/platform/ and tagged mlflow-stack/platform:<mlflow.version>.
+    platform: str = setting(
+        "", Text(f"|{IMAGE.pattern}", IMAGE.what, lambda image: image and check_image(image))
+    )
     database: str = setting("mysql:8.4", IMAGE)
     object_store: str = setting("pgsty/silo:RELEASE.2026-09-16T00-00-00Z", IMAGE)
 
@@ -206,6 +210,53 @@ class ElasticBeanstalk:
 
 
 @dataclass(frozen=True)
+class Platform:
+    """The platform image (stack/platform/): one container for Heroku, AWS App Runner and the
+    like, behind the platform's TLS-terminating router (docs/platform.md)."""
+
+    # Host names MLflow accepts besides `hosts`: the platforms' default domains (MLFLOW_HOSTS
+    # adds custom domains when the container starts). A leading `*.` stands for any labels.
+    hosts: tuple[str, ...] = setting(
+        ("*.herokuapp.com", "*.awsapprunner.com"), ListOf(HOST)
+    )
+
+
+@dataclass(frozen=True)
+class Heroku:
+    """app.json (the Deploy button) and heroku.yml, at the project folder's root."""
+
+    # What the Deploy button page says about the app.
+    description: str = setting(
+        "MLflow tracking server with a login (nginx, bcrypt users, Heroku Postgres)",
+        Text(r"[^\n]{1,200}", "one line of 1-200 characters"),
+    )
+    # The web dyno: its size decides the memory, and so the MLflow workers that fit.
+    dyno_size: str = setting(
+        "basic",
+        Text(r"eco|basic|standard-1x|standard-2x|performance-m|performance-l",
+             "eco, basic, standard-1x, standard-2x, performance-m or performance-l"),
+    )  # fmt: skip
+    # The Heroku Postgres plan the Deploy button provisions (essential-0 is the smallest).
+    postgres_plan: str = setting(
+        "essential-0", Text(r"essential-[0-9]+|standard-[0-9]+|premium-[0-9]+",
+                            "a Heroku Postgres plan such as essential-0")
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class AppRunner:
+    """The AWS App Runner CloudFormation template (stack/app-runner.yaml)."""
+
+    # vCPU and memory of each instance, as App Runner names them.
+    cpu: str = setting("1 vCPU", Text(r"(0\.25|0\.5|1|2|4) vCPU", "0.25, 0.5, 1, 2 or 4 vCPU"))
+    memory: str = setting(
+        "2 GB", Text(r"(0\.5|1|2|3|4|6|8|10|12) GB", "0.5, 1, 2, 3, 4, 6, 8, 10 or 12 GB")
+    )
+    min_instances: int = setting(1, Int(1, 25))
+    max_instances: int = setting(2, Int(1, 25))
+
+
+@dataclass(frozen=True)
 class Stack:
     name: str = setting(
         "mlflow", Text(r"[a-z][a-z0-9-]{0,39}", "a name of lowercase letters, digits and -")
@@ -220,11 +271,19 @@ class Stack:
     object_store: ObjectStore = section(ObjectStore)
     images: Images = section(Images)
     elastic_beanstalk: ElasticBeanstalk = section(ElasticBeanstalk)
+    platform: Platform = section(Platform)
+    heroku: Heroku = section(Heroku)
+    app_runner: AppRunner = section(AppRunner)
 
     @property
     def mlflow_image(self) -> str:
         """The MLflow server image; by default tagged with the MLflow version it holds."""
         return self.images.mlflow or f"mlflow-stack/mlflow:{self.mlflow.version}"
+
+    @property
+    def platform_image(self) -> str:
+        """The platform image (stack/platform/), tagged like the MLflow image."""
+        return self.images.platform or f"mlflow-stack/platform:{self.mlflow.version}"
 
 
 @dataclass(frozen=True)
