@@ -88,6 +88,9 @@ class Runtime:
     # Beanstalk's), and whether its plain-HTTP requests go to HTTPS.
     behind_load_balancer: bool = False
     redirect_http: bool = False
+    # Behind a platform's router (Heroku's, App Runner's), the only peer a container has: the
+    # last X-Forwarded-For address is the client's; X-Forwarded-Proto http goes to HTTPS.
+    router: bool = False
 
     @property
     def auth_socket(self) -> str:
@@ -153,6 +156,8 @@ def main_context(stack: Stack, runtime: Runtime) -> dict[str, object]:
 def outputs(stack: Stack, runtime: Runtime, folder: str) -> list[Output]:
     """nginx's two main configurations for `runtime` and the shared fragments, under `folder`."""
     fragment = fragment_context(stack)
+    if runtime.router:
+        fragment["trusted_proxies"] = ()  # runner-http.j2 trusts the router instead
     main = main_context(stack, runtime)
     return [
         Output(f"{folder}/{MAIN_CONF}", "nginx/nginx.conf.j2", main),

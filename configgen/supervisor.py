@@ -7,6 +7,7 @@ SIGTERM from the kernel if the supervisor itself dies, even by SIGKILL: no orpha
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -31,10 +32,13 @@ def _die_with_parent() -> None:
 class Service:
     name: str
     argv: list[str]
-    log: Path
+    log: Path | None  # None: `output`, a file descriptor (a container's log)
     env: Mapping[str, str] | None = None
     # A unix socket it listens on: a killed run leaves it behind, and nothing can bind over it.
     socket: Path | None = None
+    # What asks it to finish: nginx finishes its requests on SIGQUIT, but drops them on SIGTERM.
+    stop_signal: int = signal.SIGTERM
+    output: int | None = None  # without `log`: where its output goes (None: the supervisor's)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     started_at: float = 0.0
     backoff: float = FIRST_BACKOFF
@@ -43,12 +47,12 @@ class Service:
     def start(self) -> None:
         if self.socket is not None:
             self.socket.unlink(missing_ok=True)
-        with self.log.open("ab") as log:
+        with self.log.open("ab") if self.log else contextlib.nullcontext(self.output) as log:
             self.process = subprocess.Popen(
                 self.argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
-                stderr=subprocess.STDOUT,
+                stderr=subprocess.STDOUT if log is not None else None,
                 env=self.env,
                 start_new_session=True,
                 preexec_fn=_die_with_parent,  # safe: the supervisor runs no threads
@@ -71,8 +75,8 @@ class Service:
         return True
 
     def stop(self, grace: float) -> None:
-        """SIGTERM to the whole group, SIGKILL to what is left after `grace` seconds."""
-        if not self.signal_group(signal.SIGTERM):
+        """stop_signal to the whole group, SIGKILL to what is left after `grace` seconds."""
+        if not self.signal_group(self.stop_signal):
             return
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
@@ -86,6 +90,8 @@ class Service:
             self.process.wait()
 
     def last_lines(self, count: int = 20) -> list[str]:
+        if self.log is None:
+            return []
         try:
             lines = self.log.read_text(encoding="utf-8", errors="replace").splitlines()
         except FileNotFoundError:
@@ -118,9 +124,10 @@ class Supervisor:
                 if now - service.started_at > STABLE_AFTER:
                     service.backoff = FIRST_BACKOFF
                 service.restart_at = now + service.backoff
+                where = f" (log: {service.log})" if service.log else ""
                 self.say(
                     f"{service.name} exited with code {code}; restarting it in "
-                    f"{service.backoff:.0f} s (log: {service.log})"
+                    f"{service.backoff:.0f} s{where}"
                 )
                 service.backoff = min(service.backoff * 2, MAX_BACKOFF)
             elif now >= service.restart_at:
@@ -130,3 +137,17 @@ class Supervisor:
     def stop_all(self, grace: float = 10.0) -> None:
         for service in reversed(self.services):  # nginx first: no requests to a dying MLflow
             service.stop(grace)
+
+
+def reap_orphans(ours: Callable[[], set[int]]) -> None:
+    """As PID 1 of a container: reap the exited processes that are not our services' (orphans
+    the kernel gave us), which would otherwise stay zombies. Ours are left for Popen to reap,
+    so that their exit codes are seen."""
+    while True:
+        try:
+            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return
+        if info is None or info.si_pid in ours():
+            return
+        os.waitpid(info.si_pid, 0)

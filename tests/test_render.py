@@ -34,13 +34,26 @@ EB_FILES = [
     ".platform/hooks/predeploy/10_mlflow_users.sh",
     ".platform/confighooks/predeploy/10_mlflow_users.sh",
 ]
+CONTAINER_CODE = (
+    "__init__.py", "errors.py", "envvars.py", "container/__init__.py", "container/bucket.py",
+    "container/database_url.py", "container/entrypoint.py", "container/migrate.py",
+    "container/server.py", "container/stores.py",
+)
 MLFLOW_IMAGE = [
     "stack/mlflow/Dockerfile",
     "stack/mlflow/.dockerignore",
     "stack/mlflow/certs/README.md",
-    *(f"stack/mlflow/entrypoint/configgen/{n}" for n in (
-        "__init__.py", "errors.py", "envvars.py", "container/__init__.py", "container/bucket.py",
-        "container/entrypoint.py", "container/server.py", "container/stores.py",
+    *(f"stack/mlflow/entrypoint/configgen/{n}" for n in CONTAINER_CODE),
+]
+PLATFORM_IMAGE = [
+    "stack/platform/Dockerfile",
+    "stack/platform/.dockerignore",
+    "stack/platform/certs/README.md",
+    "stack/platform/settings.json",
+    *(f"stack/platform/nginx/{n}" for n in NGINX_FILES),
+    *(f"stack/platform/entrypoint/configgen/{n}" for n in (
+        *CONTAINER_CODE, "fileio.py", "supervisor.py", "container/platform.py",
+        "container/platform_env.py", "container/users.py",
     )),
 ]  # fmt: skip
 RENDERED = [
@@ -51,6 +64,7 @@ RENDERED = [
     "compose/production.yml",
     "compose/.env",
     *EB_FILES,
+    *PLATFORM_IMAGE,
 ]
 
 
@@ -204,6 +218,8 @@ def test_check_lists_every_file_that_drifted(configgen: Configgen, project: Path
         "compose/production.yml: differs from a fresh render\n"
         ".ebextensions/mlflow.config: differs from a fresh render\n"
         ".platform/nginx/conf.d/mlflow-runner.conf: differs from a fresh render\n"
+        "stack/platform/settings.json: differs from a fresh render\n"
+        "stack/platform/nginx/nginx.conf: differs from a fresh render\n"
     )
 
     # Elastic Beanstalk runs hooks as programs: a lost executable bit is drift, the other

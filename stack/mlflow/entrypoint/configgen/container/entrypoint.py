@@ -34,6 +34,7 @@ from collections.abc import Iterator, Mapping, MutableMapping
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
+from configgen.container import migrate
 from configgen.container.server import (
     ALWAYS_OFF,
     BACKEND_STORE_VARIABLE,
@@ -49,6 +50,7 @@ from configgen.errors import ConfiggenError, StackFailed, UsageError
 USER = "mlflow"
 HOME = Path("/var/lib/mlflow")
 DATABASE_PORT = {"mysql": 3306, "postgresql": 5432, "mssql": 1433}
+MIGRATE_MODULE = "configgen.container.migrate"
 DRIVER = {"mysql": "mysql+pymysql", "postgresql": "postgresql", "mssql": "mssql+pyodbc"}
 
 # Secrets that may come as NAME_FILE. They are resolved into the environment while root, as
@@ -227,19 +229,14 @@ def schema_lock(uri: str) -> Iterator[None]:
     engine.dispose()
 
 
-# `mlflow db upgrade URI`, with the URI (and its password) from the environment rather than
-# the command line, which `ps` shows to every user of the machine.
-UPGRADE = (
-    "import os; from mlflow.db import upgrade; "
-    f"upgrade([os.environ.pop('{BACKEND_STORE_VARIABLE}')], prog_name='mlflow db upgrade')"
-)
-
-
-def upgrade_schema(uri: str) -> None:
+def upgrade_schema(uri: str, *, newer_ok: bool = False) -> bool:
+    """`mlflow db upgrade` under the schema lock (configgen/container/migrate.py). A database
+    migrated by a newer image is an error, or with `newer_ok` (a release phase during a
+    rollback) logged and left alone. True if the schema is this image's."""
     with schema_lock(uri):
         say(f"running `mlflow db upgrade` on {where(uri)}")
         done = subprocess.run(
-            [sys.executable, "-c", UPGRADE],
+            [sys.executable, "-m", MIGRATE_MODULE],
             capture_output=True,
             text=True,
             check=False,
@@ -247,8 +244,17 @@ def upgrade_schema(uri: str) -> None:
         )
         for line in (done.stdout + done.stderr).splitlines():
             say(f"  {line.replace(uri, '<backend store URI>')}")
+        if done.returncode == migrate.AHEAD:
+            if newer_ok:
+                say("left the schema as it is; this image's MLflow may refuse to serve it")
+                return False
+            raise StackFailed(
+                "the database was migrated by a newer MLflow than this image's; run the newer "
+                "image, or restore a backup made before the upgrade"
+            )
         if done.returncode != 0:
             raise StackFailed(f"`mlflow db upgrade` failed (exit code {done.returncode})")
+    return True
 
 
 def server_command(environ: Mapping[str, str], extra: list[str]) -> list[str]:

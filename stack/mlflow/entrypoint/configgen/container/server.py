@@ -65,3 +65,39 @@ def server_args(*, host: str, port: int, workers: int, socket: str | None = None
         # tracking URL and a user, never storage credentials.
         "--serve-artifacts",
     ]  # fmt: skip
+
+
+# What `mlflow server` hands its uvicorn child, for a runner that starts uvicorn itself (the
+# platform image: the CLI parent costs about 200 MB only to wait). These names are MLflow's
+# private contract between its CLI and its app; tests/test_platform.py compares them with what
+# `mlflow server` really passes, so an MLflow upgrade that changes them fails loudly.
+APP = "mlflow.server.fastapi_app:app"
+PROXIED_ARTIFACT_ROOT = "mlflow-artifacts:/"
+
+
+def uvicorn_environment(*, backend_uri: str, artifacts_destination: str, boot_id: str,
+                        allowed_hosts: str, cors_origins: str) -> dict[str, str]:  # fmt: skip
+    """The variables `mlflow server --serve-artifacts` sets for its app (mlflow.server's
+    _run_server and the CLI before it), for a default (uvicorn, no --app-name) server."""
+    return {
+        "_MLFLOW_SERVER_FILE_STORE": backend_uri,
+        "_MLFLOW_SERVER_REGISTRY_STORE": backend_uri,
+        "_MLFLOW_SERVER_ARTIFACT_ROOT": PROXIED_ARTIFACT_ROOT,
+        "_MLFLOW_SERVER_SERVE_ARTIFACTS": "true",
+        "_MLFLOW_SERVER_ARTIFACT_DESTINATION": artifacts_destination,
+        "_MLFLOW_SERVER_BOOT_ID": boot_id,
+        "_MLFLOW_IN_JOB_EXECUTOR": "false",
+        "_MLFLOW_SGI_NAME": "uvicorn",
+        "MLFLOW_SERVER_ALLOWED_HOSTS": allowed_hosts,
+        "MLFLOW_SERVER_CORS_ALLOWED_ORIGINS": cors_origins,
+        "MLFLOW_ENABLE_WORKSPACES": "false",
+    }
+
+
+def uvicorn_command(python: str, log_config: str, *, socket: str, workers: int) -> list[str]:
+    """The uvicorn command `mlflow server --uvicorn-opts "--uds SOCKET"` runs, with MLflow's
+    own log configuration (`log_config`: mlflow/server/uvicorn_log_config.yaml)."""
+    return [
+        python, "-m", "uvicorn", "--uds", socket, "--log-config", log_config,
+        "--host", "127.0.0.1", "--port", str(DEFAULT_PORT), "--workers", str(workers), APP,
+    ]  # fmt: skip
