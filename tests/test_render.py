@@ -43,6 +43,7 @@ MLFLOW_IMAGE = [
         "container/entrypoint.py", "container/server.py", "container/stores.py",
     )),
 ]  # fmt: skip
+HEROKU_FILES = ["heroku.yml", "app.json"]
 RENDERED = [
     *(f"nginx/{n}" for n in NGINX_FILES),
     "nginx/Dockerfile",
@@ -51,6 +52,7 @@ RENDERED = [
     "compose/production.yml",
     "compose/.env",
     *EB_FILES,
+    *HEROKU_FILES,
 ]
 
 
