@@ -35,12 +35,16 @@ def run_configgen(
 ) -> subprocess.CompletedProcess[str]:
     """Run the real CLI in a subprocess (exit codes and stderr as a user sees them)."""
     data = stdin.encode() if isinstance(stdin, str) else stdin
+    env = dict(env or clean_env())
+    # This checkout's configgen, wherever `cwd` is: the venv may hold an editable install of
+    # another checkout (a git worktree shares the main one's venv).
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     done = subprocess.run(
         [sys.executable, "-m", "configgen", *args],
         cwd=cwd,
         input=data,
         capture_output=True,
-        env=env or clean_env(),
+        env=env,
         timeout=120,
     )
     return subprocess.CompletedProcess(

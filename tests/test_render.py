@@ -56,6 +56,7 @@ PLATFORM_IMAGE = [
         "container/platform_env.py", "container/users.py",
     )),
 ]  # fmt: skip
+HEROKU_FILES = ["heroku.yml", "app.json"]
 RENDERED = [
     *(f"nginx/{n}" for n in NGINX_FILES),
     "nginx/Dockerfile",
@@ -65,6 +66,7 @@ RENDERED = [
     "compose/.env",
     *EB_FILES,
     *PLATFORM_IMAGE,
+    *HEROKU_FILES,
 ]
 
 

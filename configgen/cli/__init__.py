@@ -11,9 +11,10 @@ from configgen import __version__, command
 from configgen.cli import project, users
 from configgen.errors import ConfiggenError, UsageError
 from configgen.targets.elastic_beanstalk import cli as elastic_beanstalk
+from configgen.targets.heroku import cli as heroku
 from configgen.targets.local import cli as local
 
-COMMANDS = (project, local, elastic_beanstalk, users)  # in the order --help lists them
+COMMANDS = (project, local, elastic_beanstalk, heroku, users)  # in the order --help lists them
 
 
 def build_parser() -> command.Parser:
