@@ -23,6 +23,7 @@ CODE_FILES = (
     "envvars.py",
     "container/__init__.py",
     "container/bucket.py",
+    "container/database_url.py",
     "container/entrypoint.py",
     "container/server.py",
     "container/stores.py",
