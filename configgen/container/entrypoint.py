@@ -5,7 +5,7 @@ In the manner of the official database images' entrypoints:
 1. secrets given as `NAME_FILE` (compose or Docker secrets, readable by root only) are read
    while still root; then the process drops to the `mlflow` user for good;
 2. the backend store URI comes from `MLFLOW_BACKEND_URI`, else `DATABASE_URL` (only its
-   scheme rewritten: Heroku's `postgres://` becomes `postgresql://`, `mysql://`
+   scheme rewritten: Heroku's `postgres://` becomes `postgresql+psycopg2://`, `mysql://`
    `mysql+pymysql://`; see database_url.py), else `MLFLOW_DB_DIALECT`, `_HOST`, `_PORT`,
    `_USERNAME`, `_PASSWORD`, `_DATABASE`; without any, SQLite in /var/lib/mlflow;
 3. GCS credentials given inline (`GOOGLE_APPLICATION_CREDENTIALS_JSON`, or base64 in
@@ -35,7 +35,7 @@ from collections.abc import Iterator, Mapping, MutableMapping
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-from configgen.container.database_url import sqlalchemy_url
+from configgen.container.database_url import DRIVERS, sqlalchemy_url, with_driver
 from configgen.container.server import (
     ALWAYS_OFF,
     BACKEND_STORE_VARIABLE,
@@ -51,7 +51,7 @@ from configgen.errors import ConfiggenError, StackFailed, UsageError
 USER = "mlflow"
 HOME = Path("/var/lib/mlflow")
 DATABASE_PORT = {"mysql": 3306, "postgresql": 5432, "mssql": 1433}
-DRIVER = {"mysql": "mysql+pymysql", "postgresql": "postgresql", "mssql": "mssql+pyodbc"}
+DRIVER = {"mysql": DRIVERS["mysql"], "postgresql": DRIVERS["postgresql"], "mssql": "mssql+pyodbc"}
 # The database-wide locks replicas take turns on for `mlflow db upgrade`: a PostgreSQL
 # advisory lock's key (bigint; "mlflow" in ASCII) and a MySQL/MariaDB named lock.
 SCHEMA_LOCK_KEY = 0x6D6C666C6F77
@@ -108,7 +108,7 @@ def drop_privileges(environ: MutableMapping[str, str]) -> None:
 def backend_uri(environ: Mapping[str, str]) -> str:
     """The database URI, from the first of the three ways it can be given."""
     if environ.get("MLFLOW_BACKEND_URI"):
-        uri = environ["MLFLOW_BACKEND_URI"]
+        uri = with_driver(environ["MLFLOW_BACKEND_URI"])
         password = environ.get("MLFLOW_DB_PASSWORD")
         return with_password(uri, password) if password else uri
     if environ.get("DATABASE_URL"):

@@ -1,10 +1,15 @@
-"""A platform's `DATABASE_URL` (Heroku, Render, Railway, Fly.io and the like) as a URL that
-SQLAlchemy, and so MLflow, accepts.
+"""Database URLs as SQLAlchemy, and so MLflow, will open them with the drivers the MLflow image
+and `configgen[local]` install: psycopg2 for PostgreSQL, PyMySQL for MySQL and MariaDB.
 
-Platforms hand out `postgres://...` (SQLAlchemy 1.4+ only knows `postgresql://`) or
-`mysql://...` (which would pick the MySQLdb driver, not the PyMySQL the image has). Only the
-scheme is rewritten: user, password, host, port, database and query stay byte for byte what the
-platform gave, so `postgres://u:p@postgres.internal/postgres` keeps its host and database names.
+A URL whose scheme names no driver gets it named (`with_driver`): SQLAlchemy's default moves.
+Since SQLAlchemy 2.1, `postgresql://` means psycopg 3, which is not installed, so a plain
+`postgresql://` fails with "No module named 'psycopg'"; `mysql://` has always meant MySQLdb.
+
+A platform's `DATABASE_URL` (Heroku, Render, Railway, Fly.io and the like) is checked and
+rewritten the same way (`sqlalchemy_url`): platforms hand out `postgres://...`, which
+SQLAlchemy 1.4+ does not know at all, or `mysql://...`. Only the scheme changes: user,
+password, host, port, database and query stay byte for byte what the platform gave, so
+`postgres://u:p@postgres.internal/postgres` keeps its host and database names.
 
 Errors name the variable, never its value: the URL holds the database password.
 Standard library only: the MLflow image copies this file.
@@ -16,13 +21,16 @@ import re
 
 from configgen.errors import UsageError
 
+# A scheme without a driver -> the one with the installed driver.
+DRIVERS = {"postgresql": "postgresql+psycopg2", "mysql": "mysql+pymysql"}
+
 # The scheme a platform may give (compared in lower case) -> the one SQLAlchemy gets.
 SCHEMES = {
-    "postgres": "postgresql",
-    "postgresql": "postgresql",
+    "postgres": DRIVERS["postgresql"],
+    "postgresql": DRIVERS["postgresql"],
     "postgres+psycopg2": "postgresql+psycopg2",
     "postgresql+psycopg2": "postgresql+psycopg2",
-    "mysql": "mysql+pymysql",
+    "mysql": DRIVERS["mysql"],
     "mysql+pymysql": "mysql+pymysql",
 }
 
@@ -53,3 +61,11 @@ def sqlalchemy_url(url: str, variable: str = "DATABASE_URL") -> str:
     if host in ("", "[]"):
         raise UsageError(f"{variable}: the URL names no host; expected {_FORM}")
     return f"{target}://{rest}"
+
+
+def with_driver(uri: str) -> str:
+    """`uri` with the installed driver named when its scheme names none (`postgresql://`,
+    `mysql://`, in any case); any other URI as it is."""
+    scheme, separator, rest = uri.partition("://")
+    driver = DRIVERS.get(scheme.lower())
+    return f"{driver}://{rest}" if separator and driver else uri
