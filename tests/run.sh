@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian 12 machine with Python 3.11+: installs what the
-# tests drive (nginx, Apache's htpasswd, MariaDB, Chromium, a Docker engine with Debian's
-# docker-compose, debootstrap, wrk, unzip, testssl.sh) when missing, makes .venv with the
+# tests drive (nginx, Apache's htpasswd, MariaDB, PostgreSQL, Chromium, a Docker engine with
+# Debian's docker-compose, debootstrap, wrk, unzip, testssl.sh) when missing, makes .venv with the
 # package and its test dependencies (MLflow, moto, Playwright, compose v2), then runs ruff,
 # the drift check and pytest. The compose tests start dockerd themselves if no engine runs.
 # Extra arguments go to pytest.
@@ -13,6 +13,7 @@ missing=()
 command -v nginx >/dev/null || missing+=(nginx)
 command -v htpasswd >/dev/null || missing+=(apache2-utils)
 command -v mariadbd >/dev/null || missing+=(mariadb-server)
+[ -d /usr/lib/postgresql ] || missing+=(postgresql)  # initdb, postgres: not on PATH
 command -v chromium >/dev/null || missing+=(chromium)
 command -v dockerd >/dev/null || missing+=(docker.io)
 [ -x /usr/bin/docker-compose ] || missing+=(docker-compose)
@@ -25,6 +26,14 @@ if ((${#missing[@]})); then
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "tests/run.sh: installing ${missing[*]}"
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  if [[ " ${missing[*]} " == *" postgresql "* ]]; then
+    # The tests start PostgreSQL servers of their own (tests/servers.py): Debian's package is
+    # told not to make (and start) its `main` cluster, as the official postgres image does.
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      postgresql-common >/dev/null
+    $sudo sed -Ei 's/^#? *create_main_cluster *=.*/create_main_cluster = false/' \
+      /etc/postgresql-common/createcluster.conf
+  fi
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     "${missing[@]}" >/dev/null
 fi

@@ -30,12 +30,12 @@ DB = {
 @pytest.mark.parametrize(
     ("environ", "uri"),
     [
-        ({"MLFLOW_BACKEND_URI": "postgresql://u:p@h/db", **DB}, "postgresql://u:p@h/db"),
-        ({"DATABASE_URL": "postgres://u:p@h:5432/db"}, "postgresql://u:p@h:5432/db"),
+        ({"MLFLOW_BACKEND_URI": "postgresql://u:p@h/db", **DB}, "postgresql+psycopg2://u:p@h/db"),
+        ({"DATABASE_URL": "postgres://u:p@h:5432/db"}, "postgresql+psycopg2://u:p@h:5432/db"),
         ({"DATABASE_URL": "mysql+pymysql://u:p@h/db", **DB}, "mysql+pymysql://u:p@h/db"),
         (DB, "mysql+pymysql://mlflow:p%40ss%3Aw%2Frd%3F@database:3306/mlflow"),
         ({**DB, "MLFLOW_DB_DIALECT": "postgresql", "MLFLOW_DB_PORT": "6543"},
-         "postgresql://mlflow:p%40ss%3Aw%2Frd%3F@database:6543/mlflow"),
+         "postgresql+psycopg2://mlflow:p%40ss%3Aw%2Frd%3F@database:6543/mlflow"),
         ({}, "sqlite:////var/lib/mlflow/mlflow.db"),
         # A URI without its password, the password apart (as the compose file gives them).
         ({"MLFLOW_BACKEND_URI": "mysql+pymysql://mlflow@db.internal/ml",

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from configgen.container.database_url import with_driver
 from configgen.container.stores import S3, with_password
 from configgen.envvars import file_env
 from configgen.errors import UsageError
@@ -26,10 +27,11 @@ def backend_uri(project: Project, data_dir: Path, environ: Mapping[str, str]) ->
     """The database URI for `mlflow server --backend-store-uri`."""
     given = file_env("MLFLOW_BACKEND_URI", environ)
     if given:
-        return given
-    store = project.stack.mlflow.backend_store
+        return with_driver(given)
     if project.stack.mlflow.bundled_backend:
         return f"sqlite:///{(data_dir / 'mlflow.db').resolve()}"
+    # postgresql:// and mysql:// name the installed driver (see database_url.py).
+    store = with_driver(project.stack.mlflow.backend_store)
     password = file_env("MLFLOW_DB_PASSWORD", environ)
     return store if password is None else with_password(store, password)
 

@@ -4,8 +4,9 @@ In the manner of the official database images' entrypoints:
 
 1. secrets given as `NAME_FILE` (compose or Docker secrets, readable by root only) are read
    while still root; then the process drops to the `mlflow` user for good;
-2. the backend store URI comes from `MLFLOW_BACKEND_URI`, else `DATABASE_URL` (Heroku's
-   `postgres://` is rewritten to `postgresql://`), else `MLFLOW_DB_DIALECT`, `_HOST`, `_PORT`,
+2. the backend store URI comes from `MLFLOW_BACKEND_URI`, else `DATABASE_URL` (only its
+   scheme rewritten: Heroku's `postgres://` becomes `postgresql+psycopg2://`, `mysql://`
+   `mysql+pymysql://`; see database_url.py), else `MLFLOW_DB_DIALECT`, `_HOST`, `_PORT`,
    `_USERNAME`, `_PASSWORD`, `_DATABASE`; without any, SQLite in /var/lib/mlflow;
 3. GCS credentials given inline (`GOOGLE_APPLICATION_CREDENTIALS_JSON`, or base64 in
    `GOOGLE_AUTH_STRING`) go to a 0600 file that `GOOGLE_APPLICATION_CREDENTIALS` names;
@@ -35,6 +36,7 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from configgen.container import migrate
+from configgen.container.database_url import DRIVERS, sqlalchemy_url, with_driver
 from configgen.container.server import (
     ALWAYS_OFF,
     BACKEND_STORE_VARIABLE,
@@ -51,7 +53,11 @@ USER = "mlflow"
 HOME = Path("/var/lib/mlflow")
 DATABASE_PORT = {"mysql": 3306, "postgresql": 5432, "mssql": 1433}
 MIGRATE_MODULE = "configgen.container.migrate"
-DRIVER = {"mysql": "mysql+pymysql", "postgresql": "postgresql", "mssql": "mssql+pyodbc"}
+DRIVER = {"mysql": DRIVERS["mysql"], "postgresql": DRIVERS["postgresql"], "mssql": "mssql+pyodbc"}
+# The database-wide locks replicas take turns on for `mlflow db upgrade`: a PostgreSQL
+# advisory lock's key (bigint; "mlflow" in ASCII) and a MySQL/MariaDB named lock.
+SCHEMA_LOCK_KEY = 0x6D6C666C6F77
+SCHEMA_LOCK_NAME = "mlflow_schema_upgrade"
 
 # Secrets that may come as NAME_FILE. They are resolved into the environment while root, as
 # docker-library's `file_env` does, so that MLflow and boto3 find them under their own names.
@@ -104,15 +110,12 @@ def drop_privileges(environ: MutableMapping[str, str]) -> None:
 def backend_uri(environ: Mapping[str, str]) -> str:
     """The database URI, from the first of the three ways it can be given."""
     if environ.get("MLFLOW_BACKEND_URI"):
-        uri = environ["MLFLOW_BACKEND_URI"]
+        uri = with_driver(environ["MLFLOW_BACKEND_URI"])
         password = environ.get("MLFLOW_DB_PASSWORD")
         return with_password(uri, password) if password else uri
     if environ.get("DATABASE_URL"):
-        url = environ["DATABASE_URL"]
         # Heroku hands out postgres://, which SQLAlchemy 1.4+ no longer accepts.
-        if url.startswith("postgres://"):
-            url = "postgresql://" + url.removeprefix("postgres://")
-        return url
+        return sqlalchemy_url(environ["DATABASE_URL"], "DATABASE_URL")
     dialect = environ.get("MLFLOW_DB_DIALECT")
     if not dialect:
         return f"sqlite:///{HOME / 'mlflow.db'}"
@@ -208,21 +211,25 @@ def schema_lock(uri: str) -> Iterator[None]:
         return
     import sqlalchemy
 
-    engine = sqlalchemy.create_engine(uri)
+    # Autocommit: both locks belong to the session, not to a transaction. A transaction left
+    # open through a long upgrade is what managed databases' idle-in-transaction timeouts
+    # end, connection and lock with it, while the other replicas wait on the lock.
+    engine = sqlalchemy.create_engine(uri, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
         if scheme.startswith("mysql"):
-            conn.execute(sqlalchemy.text("SELECT GET_LOCK('mlflow_schema_upgrade', 3600)"))
+            name = {"name": SCHEMA_LOCK_NAME}
+            conn.execute(sqlalchemy.text("SELECT GET_LOCK(:name, 3600)"), name)
             try:
                 yield
             finally:
-                conn.execute(sqlalchemy.text("SELECT RELEASE_LOCK('mlflow_schema_upgrade')"))
+                conn.execute(sqlalchemy.text("SELECT RELEASE_LOCK(:name)"), name)
         elif scheme.startswith("postgresql"):
-            key = 0x6D6C666C6F77  # "mlflow"
-            conn.execute(sqlalchemy.text(f"SELECT pg_advisory_lock({key})"))
+            key = {"key": SCHEMA_LOCK_KEY}
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), key)
             try:
                 yield
             finally:
-                conn.execute(sqlalchemy.text(f"SELECT pg_advisory_unlock({key})"))
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), key)
         else:
             say(f"no schema lock for {scheme}: start one replica first when upgrading")
             yield
