@@ -25,6 +25,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+import yaml
 from mlflow import MlflowClient
 from passlib.apache import HtpasswdFile
 
@@ -149,7 +150,9 @@ class Platform:
 def platform(tmp_path_factory) -> Iterator[Platform]:
     daemon = dockerhost.start_engine(tmp_path_factory.mktemp("dockerd"))
     dockerhost.make_base_image()
-    figures = {"image build s": round(dockerhost.build(IMAGE, REPO / "stack" / "platform"), 1)}
+    # As Heroku builds it: heroku.yml's Dockerfile, its folder as the whole build context.
+    dockerfile = yaml.safe_load((REPO / "heroku.yml").read_text())["build"]["docker"]["web"]
+    figures = {"image build s": round(dockerhost.build(IMAGE, (REPO / dockerfile).parent), 1)}
     dockerhost.build_postgres()
     dockerhost.build(dockerhost.S3_IMAGE, REPO / "tests" / "images" / "s3")
     database, objectstore = f"{PREFIX}-db", f"{PREFIX}-s3"
@@ -204,8 +207,9 @@ def record(figures: dict) -> None:
 
 
 def psql(platform: Platform, statement: str) -> str:
-    return docker("exec", platform.database, "psql", "-U", "mlflow", "-d", "mlflow", "-tA",
-                  "-c", statement).stdout.strip()  # fmt: skip
+    return docker("exec", f"--env=PGPASSWORD={DB_PASSWORD}", platform.database, "psql",
+                  "-h", "127.0.0.1", "-U", "mlflow", "-d", "mlflow", "-tA", "-c", statement
+                  ).stdout.strip()  # fmt: skip
 
 
 def process_tree(container: str) -> set[int]:
@@ -234,7 +238,7 @@ def container_pss_mb(container: str) -> float:
 def released(platform: Platform) -> str:
     """The release phase, in its own container, before any web container starts."""
     deadline = time.monotonic() + 60
-    while docker("exec", platform.database, "pg_isready", "-U", "mlflow",
+    while docker("exec", platform.database, "pg_isready", "-h", "127.0.0.1", "-U", "mlflow",
                  check=False).returncode != 0:  # fmt: skip
         assert time.monotonic() < deadline, logs(platform.database)
         time.sleep(1)
