@@ -33,14 +33,18 @@ def clean_env(**extra: str) -> dict[str, str]:
 def run_configgen(
     *args: str, cwd: Path, stdin: str | bytes | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run the real CLI in a subprocess (exit codes and stderr as a user sees them)."""
+    """Run the real CLI in a subprocess (exit codes and stderr as a user sees them): this
+    checkout's, also from another folder where `-m configgen` would find the installed one
+    (in a git worktree, the main checkout's editable install)."""
     data = stdin.encode() if isinstance(stdin, str) else stdin
+    env = dict(env or clean_env())
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
     done = subprocess.run(
         [sys.executable, "-m", "configgen", *args],
         cwd=cwd,
         input=data,
         capture_output=True,
-        env=env or clean_env(),
+        env=env,
         timeout=120,
     )
     return subprocess.CompletedProcess(
