@@ -51,6 +51,7 @@ RENDERED = [
     "compose/production.yml",
     "compose/.env",
     *EB_FILES,
+    "stack/app-runner.yaml",
 ]
 
 
