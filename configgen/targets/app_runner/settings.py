@@ -81,10 +81,9 @@ class Artifacts:
 def artifacts(stack: Stack) -> Artifacts:
     """AWS S3 from mlflow.artifact_destination when it names a bucket there; otherwise the
     template asks for the bucket, rather than give the role a bucket that is not on AWS."""
-    destination = stack.mlflow.artifact_destination
-    parts = urlsplit(destination)
+    parts = urlsplit(stack.mlflow.artifact_destination)
     if stack.mlflow.bundled_artifacts or parts.scheme != "s3":
-        return Artifacts("", "", f"mlflow.artifact_destination is {destination}, not s3://")
+        return Artifacts("", "", "mlflow.artifact_destination is not an s3:// URI")
     if stack.object_store.endpoint:
         return Artifacts(
             "", "", "mlflow.artifact_destination is on object_store.endpoint, not AWS S3"
@@ -92,8 +91,8 @@ def artifacts(stack: Stack) -> Artifacts:
     prefix = parts.path.strip("/")
     if not re.fullmatch(PREFIX_RE, prefix):
         return Artifacts(
-            "", "", f"mlflow.artifact_destination's prefix {prefix!r} has characters an IAM "
-            "policy cannot name as they are"
+            "", "", "mlflow.artifact_destination's prefix has characters an IAM policy cannot "
+            "name as they are"
         )  # fmt: skip
     return Artifacts(parts.netloc, prefix)
 
