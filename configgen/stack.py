@@ -255,6 +255,13 @@ class AppRunner:
     min_instances: int = setting(1, Int(1, 25))
     max_instances: int = setting(2, Int(1, 25))
 
+    def __post_init__(self) -> None:
+        if self.min_instances > self.max_instances:
+            raise Invalid(
+                "app_runner.min_instances",
+                f"{self.min_instances} is above app_runner.max_instances ({self.max_instances})",
+            )
+
 
 @dataclass(frozen=True)
 class Stack:

@@ -33,7 +33,9 @@ def clean_env(**extra: str) -> dict[str, str]:
 def run_configgen(
     *args: str, cwd: Path, stdin: str | bytes | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run the real CLI in a subprocess (exit codes and stderr as a user sees them)."""
+    """Run the real CLI in a subprocess (exit codes and stderr as a user sees them): this
+    checkout's, also from another folder where `-m configgen` would find the installed one
+    (in a git worktree, the main checkout's editable install)."""
     data = stdin.encode() if isinstance(stdin, str) else stdin
     env = dict(env or clean_env())
     # This checkout's configgen, wherever `cwd` is: the venv may hold an editable install of

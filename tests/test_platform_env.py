@@ -39,7 +39,7 @@ GOOD = {
 def test_a_heroku_environment_is_read():
     settings = platform_env.read(GOOD, memory_mb=512)
     assert settings.port == 8080
-    assert settings.database_url == f"postgresql://mlflow:{DB_PASSWORD}@db.internal:5432/mlflow"
+    assert settings.database_url == f"postgresql+psycopg2://mlflow:{DB_PASSWORD}@db.internal:5432/mlflow"
     assert settings.htpasswd.splitlines() == USERS.splitlines()
     assert settings.workers == 1  # what fits a 512 MB dyno
     assert settings.data_dir == Path("/tmp/mlflow")
@@ -84,7 +84,7 @@ def test_secrets_from_files(tmp_path: Path):
     environ |= {"MLFLOW_HTPASSWD_FILE": str(tmp_path / "users"),
                 "DATABASE_URL_FILE": str(tmp_path / "db")}  # fmt: skip
     settings = platform_env.read(environ)
-    assert settings.database_url.startswith("postgresql://mlflow:")
+    assert settings.database_url.startswith("postgresql+psycopg2://mlflow:")
 
 
 APR1 = "alice:$apr1$r31.....$HqJZimcKQFAMYayBlzkrA/"

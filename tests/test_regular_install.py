@@ -90,7 +90,7 @@ def test_init_users_render_bundle_check(home, project: Path):
     ):
         done = configgen(home, *args, stdin=stdin)
         assert done.returncode == 0, (args, done.stderr)
-    assert done.stdout.startswith("all 62 rendered files in . match")
+    assert done.stdout.startswith("all 63 rendered files in . match")
     (project / "stack" / "eb.yaml").write_text(EB_STACK)
     bundled = configgen(home, "--stack", "stack/eb.yaml", "eb", "bundle", "--out", "eb.zip")
     assert bundled.returncode == 0, bundled.stderr

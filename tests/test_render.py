@@ -67,6 +67,7 @@ RENDERED = [
     *EB_FILES,
     *PLATFORM_IMAGE,
     *HEROKU_FILES,
+    "stack/app-runner.yaml",
 ]
 
 

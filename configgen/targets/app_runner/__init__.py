@@ -1,0 +1,1 @@
+"""AWS App Runner: a CloudFormation template (stack/app-runner.yaml) for the platform image."""
