@@ -31,9 +31,9 @@ MAX_WORKERS = 8
 
 
 def workers_for_memory(megabytes: int) -> int:
-    """MLflow workers that fit in `megabytes` with headroom: about 200 MB for nginx, the
-    supervisor and uvicorn's parent, then about 300 MB per worker (docs/platform.md has the
-    measurements). 512 MB: 1; 1 GB: 2; never more than 4."""
+    """MLflow workers that fit in `megabytes` with headroom: 200 MB for nginx, the supervisor
+    and uvicorn's parent, 300 MB per worker (measured: about 40 and 240 after the tests'
+    client flow, docs/platform.md; the rest is room to grow). 512 MB: 1; 1 GB: 2; at most 4."""
     return max(1, min(4, (megabytes - 200) // 300))
 
 
