@@ -319,11 +319,15 @@ def test_killed_mlflow_gives_a_quick_502_and_comes_back(stack: ComposeStack):
     pid = int(docker("inspect", "-f", "{{.State.Pid}}", stack.container("mlflow")).stdout)
     os.kill(pid, signal.SIGKILL)  # a crash, not a `docker stop`: the restart policy applies
     crashed = time.monotonic()
-    # Until the kernel has torn the container down, MLflow's workers may still answer; from
-    # then on every request must get a quick 502/503, never hang.
+    # Until the kernel has torn the container down, MLflow's workers may still answer (or be
+    # killed in the middle of an answer, which then arrives cut short); from then on every
+    # request must get a quick 502/503, never hang.
     while True:
         started = time.monotonic()
-        status = stack.request(SEARCH, stack.credentials)[0]
+        try:
+            status = stack.request(SEARCH, stack.credentials)[0]
+        except http.client.IncompleteRead:
+            status = 200  # the answer a dying worker had begun
         answered = time.monotonic() - started
         assert answered < 1, f"nginx took {answered:.2f} s to answer (status {status})"
         if status in (502, 503):
