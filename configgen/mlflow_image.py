@@ -43,6 +43,8 @@ def outputs(stack: Stack, folder: str = FOLDER) -> list[Output]:
         "code": CODE,
         "code_target": CODE_TARGET,
         "entrypoint_module": ENTRYPOINT_MODULE,
+        "image_name": "the MLflow image",
+        "bundled": True,  # the Elastic Beanstalk bundle carries this folder
     }
     return [
         Output(f"{prefix}Dockerfile", "mlflow/Dockerfile.j2", values),

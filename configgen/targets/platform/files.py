@@ -76,6 +76,8 @@ def outputs(project: Project) -> list[Output]:
         "home": HOME,
         "command": COMMAND,
         "module": "configgen.container.platform",
+        "image_name": "the platform image",
+        "bundled": False,
     }
     text = json.dumps(settings(stack), indent=2) + "\n"
     return [
