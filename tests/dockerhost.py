@@ -135,9 +135,10 @@ def image_sizes(*names: str) -> dict[str, str]:
     }
 
 
-def record(figures: dict) -> None:
+def record(figures: dict, name: str = "compose-figures.json") -> None:
+    """Add `figures` to test-artifacts/NAME (what the Docker tests measured)."""
     ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / "compose-figures.json"
+    path = ARTIFACTS / name
     old = json.loads(path.read_text()) if path.exists() else {}
     path.write_text(json.dumps(old | figures, indent=2) + "\n")
     print(figures)

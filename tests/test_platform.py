@@ -4,6 +4,7 @@ configuration once PID 1 has filled it in, and its build context."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -143,3 +144,12 @@ def test_the_image_has_every_module_its_code_imports():
         capture_output=True, text=True,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
+
+
+def test_no_other_app_on_the_platform_is_a_trusted_origin():
+    """MLflow accepts *.herokuapp.com in the Host header (the app's own name is not known when
+    the image is built), but a page of another Heroku app must not call the API with the
+    user's browser login: the platforms' domains are not CORS origins."""
+    settings = json.loads((CONTEXT / "settings.json").read_text())
+    assert "*.herokuapp.com" in settings["allowed_hosts"]
+    assert not any("herokuapp" in o or "awsapprunner" in o for o in settings["cors_origins"])

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime
 import http.client
-import json
 import os
 import re
 import signal
@@ -32,7 +31,7 @@ from passlib.apache import HtpasswdFile
 from configgen import procfs
 from tests import dockerhost, mlflow_flow
 from tests.dockerhost import docker
-from tests.localstack import ARTIFACTS, RunningStack, free_port, mlflow_client_env
+from tests.localstack import RunningStack, free_port, mlflow_client_env
 from tests.support import PASSWORD, REPO
 
 pytestmark = pytest.mark.slow
@@ -199,11 +198,7 @@ def platform(tmp_path_factory) -> Iterator[Platform]:
 
 
 def record(figures: dict) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / "platform-figures.json"
-    old = json.loads(path.read_text()) if path.exists() else {}
-    path.write_text(json.dumps(old | figures, indent=2) + "\n")
-    print(figures)
+    dockerhost.record(figures, "platform-figures.json")
 
 
 def psql(platform: Platform, statement: str) -> str:

@@ -52,11 +52,14 @@ def runtime() -> nginx.Runtime:
 
 
 def settings(stack: Stack) -> dict[str, object]:
-    """What PID 1 reads from settings.json: MLflow's host and origin lists (MLFLOW_HOSTS adds
-    to them), its feature switches, and the names of nginx's files."""
+    """What PID 1 reads from settings.json: the Host headers MLflow accepts (the platforms'
+    domains among them) and the browser origins its CORS lets in (MLFLOW_HOSTS adds to both),
+    its feature switches, and the names of nginx's files."""
     return {
         "allowed_hosts": mlflow_server.allowed_hosts(stack, stack.platform.hosts),
-        "cors_origins": mlflow_server.cors_origins(stack, stack.platform.hosts),
+        # Not the platforms' domains: every other app on *.herokuapp.com would be a trusted
+        # origin for the user's browser login. A page calling its own host is same-origin.
+        "cors_origins": mlflow_server.cors_origins(stack),
         "switches": feature_switches(stack.mlflow.features),
         "main_conf": nginx.MAIN_CONF,
         "verifier_conf": nginx.VERIFIER_CONF,
