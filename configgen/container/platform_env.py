@@ -25,6 +25,7 @@ ARTIFACT_SCHEMES = ("s3", "gs")
 # Passed through to boto3 inside MLflow, for S3 outside AWS or without an instance role.
 S3_VARIABLES = ("MLFLOW_S3_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_REGION")
 S3_SECRETS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+# The stack file's host names (configgen/values.py HOST), which the image does not carry.
 LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 HOST = re.compile(rf"(?i)(\*\.)?{LABEL}(\.{LABEL})*")
 MAX_WORKERS = 8
