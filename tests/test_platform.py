@@ -93,7 +93,7 @@ def _filled_in(tmp_path: Path, port: int) -> Path:
     values = {"PORT": str(port), "MLFLOW_RUN_DIR": str(tmp_path / "run")}
     for template in (CONTEXT / "nginx").glob("*.conf"):
         (conf / template.name).write_text(platform.substitute(template.read_text(), values))
-    (conf / "secrets" / "htpasswd").write_text("")
+    (conf / "secrets" / "htpasswd").write_text("")  # the default stack's users_file
     (conf / "secrets" / "htpasswd.generation").write_text("generation 1;\n")
     return conf
 
@@ -153,3 +153,15 @@ def test_no_other_app_on_the_platform_is_a_trusted_origin():
     settings = json.loads((CONTEXT / "settings.json").read_text())
     assert "*.herokuapp.com" in settings["allowed_hosts"]
     assert not any("herokuapp" in o or "awsapprunner" in o for o in settings["cors_origins"])
+
+
+def test_the_users_go_where_the_fragments_look_for_them():
+    """settings.json says where PID 1 writes the users; the verifier reads that file, whatever
+    the stack file names it."""
+    from tests.test_render import rendered
+
+    files = rendered("auth: {htpasswd: secrets/nginx/team-users}\n")
+    settings = json.loads(files["stack/platform/settings.json"])
+    assert settings["users_file"] == "secrets/team-users"
+    verifier = files["stack/platform/nginx/mlflow-verifier.conf"]
+    assert f"auth_basic_user_file {settings['users_file']};" in verifier

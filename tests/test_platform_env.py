@@ -97,7 +97,7 @@ BAD = [
     ({"DATABASE_URL": None}, "DATABASE_URL"),
     ({"DATABASE_URL": f"redis://u:{DB_PASSWORD}@cache:6379/0"}, "DATABASE_URL"),
     ({"DATABASE_URL": f"postgres://u:{DB_PASSWORD}@/mlflow"}, "DATABASE_URL"),
-    ({"DATABASE_URL_FILE": "/nonexistent/url"}, "DATABASE_URL"),
+    ({"DATABASE_URL": None, "DATABASE_URL_FILE": "/nonexistent/url"}, "DATABASE_URL"),
     ({"MLFLOW_HTPASSWD": None}, "MLFLOW_HTPASSWD"),
     ({"MLFLOW_HTPASSWD": APR1}, "MLFLOW_HTPASSWD: line 1: an apr1"),
     ({"MLFLOW_HTPASSWD": f"{USERS}bob:{PASSWORD}\n"}, "MLFLOW_HTPASSWD: line 3: a plaintext"),
@@ -119,8 +119,6 @@ BAD = [
 
 def _environment(change: dict[str, str | None]) -> dict[str, str]:
     environ = dict(GOOD)
-    if change.keys() == {"DATABASE_URL_FILE"} and change["DATABASE_URL_FILE"] == "/nonexistent/url":
-        environ.pop("DATABASE_URL")
     for name, value in change.items():
         if value is None:
             environ.pop(name)

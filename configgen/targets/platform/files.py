@@ -63,6 +63,8 @@ def settings(stack: Stack) -> dict[str, object]:
         "switches": feature_switches(stack.mlflow.features),
         "main_conf": nginx.MAIN_CONF,
         "verifier_conf": nginx.VERIFIER_CONF,
+        # Where the shared fragments look for the users, relative to nginx's folder.
+        "users_file": nginx.htpasswd_path(stack),
         "generation_suffix": nginx.GENERATION_SUFFIX,
     }
 

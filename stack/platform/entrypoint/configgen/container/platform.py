@@ -45,7 +45,6 @@ from configgen.supervisor import Service, Supervisor, reap_orphans
 # configuration with ${PORT} and ${MLFLOW_RUN_DIR} left to fill in, and settings.json.
 HOME = Path(os.environ.get("MLFLOW_PLATFORM_HOME", "/opt/mlflow-platform"))
 PLACEHOLDERS = ("PORT", "MLFLOW_RUN_DIR")
-USERS_FILE = "secrets/htpasswd"  # relative to nginx's folder, as the shared fragments say
 STOP_GRACE = 3.0  # per service, three of them: within 10 s in all
 # Never handed to a child: each gets what it needs under another name, or nothing.
 SECRET_INPUTS = (
@@ -106,16 +105,18 @@ def prepare(settings: platform_env.Settings, baked: dict) -> tuple[Path, Path]:
     run = data / "run"
     shutil.rmtree(run, ignore_errors=True)
     conf = run / "nginx"
-    make_private_dirs(conf / "secrets")
+    make_private_dirs(conf)
     make_private_dirs(data / "home")
     values = {"PORT": str(settings.port), "MLFLOW_RUN_DIR": str(run)}
     for template in sorted((HOME / "nginx").glob("*.conf")):
         text = substitute(template.read_text(encoding="utf-8"), values)
         atomic_write(conf / template.name, text.encode(), 0o600)
-    atomic_write(conf / USERS_FILE, settings.htpasswd.encode(), 0o600)
+    users = conf / baked["users_file"]
+    make_private_dirs(users.parent)
+    atomic_write(users, settings.htpasswd.encode(), 0o600)
     # Constant for the container's life: users change only with a new container.
     generation = f"generation {time.time_ns()};\n".encode()
-    atomic_write(conf / f"{USERS_FILE}{baked['generation_suffix']}", generation, 0o600)
+    atomic_write(users.with_name(users.name + baked["generation_suffix"]), generation, 0o600)
     return run, conf
 
 
