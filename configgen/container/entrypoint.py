@@ -236,10 +236,10 @@ def schema_lock(uri: str) -> Iterator[None]:
     engine.dispose()
 
 
-def upgrade_schema(uri: str, *, newer_ok: bool = False) -> bool:
+def upgrade_schema(uri: str, *, newer_ok: bool = False) -> None:
     """`mlflow db upgrade` under the schema lock (configgen/container/migrate.py). A database
     migrated by a newer image is an error, or with `newer_ok` (a release phase during a
-    rollback) logged and left alone. True if the schema is this image's."""
+    rollback) logged and left alone."""
     with schema_lock(uri):
         say(f"running `mlflow db upgrade` on {where(uri)}")
         done = subprocess.run(
@@ -254,14 +254,13 @@ def upgrade_schema(uri: str, *, newer_ok: bool = False) -> bool:
         if done.returncode == migrate.AHEAD:
             if newer_ok:
                 say("left the schema as it is; this image's MLflow may refuse to serve it")
-                return False
+                return
             raise StackFailed(
                 "the database was migrated by a newer MLflow than this image's; run the newer "
                 "image, or restore a backup made before the upgrade"
             )
         if done.returncode != 0:
             raise StackFailed(f"`mlflow db upgrade` failed (exit code {done.returncode})")
-    return True
 
 
 def server_command(environ: Mapping[str, str], extra: list[str]) -> list[str]:
